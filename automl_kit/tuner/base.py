@@ -1,0 +1,105 @@
+"""The interface every search strategy implements, and what they share."""
+
+import abc
+import dataclasses
+import datetime
+import time
+
+import keras
+import numpy as np
+
+from automl_kit.blocks.builder import build_model
+from automl_kit.tuner import training
+from automl_kit.tuner.trial import COMPLETED, FAILED, Trial
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchData:
+    """The adapted data a search works on: images as passed, labels as 0..K-1."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    image_shape: tuple
+    num_classes: int
+    mean: tuple
+    variance: tuple
+
+    def build(self, architecture):
+        return build_model(architecture, self.image_shape, self.num_classes, self.mean, self.variance)
+
+
+class SearchFailed(RuntimeError):
+    """Too many trials in a row failed; the message lists their reasons."""
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class SearchStrategy(abc.ABC):
+    """Searches a space of Architectures and records one Trial per evaluation.
+
+    Subclasses implement `search`. The project (see `project.py`) holds the
+    trials, so a strategy that is re-created on the same project resumes.
+    """
+
+    name = None
+
+    def __init__(self, *, project, search_space, objective, seed, max_model_size=None,
+                 max_consecutive_failures=3):
+        self.project = project
+        self.search_space = search_space
+        self.objective = objective
+        self.seed = seed
+        self.max_model_size = max_model_size
+        self.max_consecutive_failures = max_consecutive_failures
+
+    @abc.abstractmethod
+    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), deadline=None, verbose=1):
+        """Runs the search and returns every Trial, resumed ones included."""
+
+    def best_trial(self, trials):
+        completed = [t for t in trials if t.status == COMPLETED]
+        if not completed:
+            return None
+        sign = -1.0 if training.objective_direction(self.objective) == "min" else 1.0
+        # Among equal scores, the smaller model wins.
+        return max(completed, key=lambda t: (sign * t.score, -(t.params or 0)))
+
+    def check_failures(self, trials):
+        """Raises SearchFailed once the last `max_consecutive_failures` trials all failed."""
+        tail = trials[-self.max_consecutive_failures:]
+        if len(tail) == self.max_consecutive_failures and all(t.status == FAILED for t in tail):
+            reasons = "\n".join(f"  trial {t.trial_id}: {t.failure_reason}" for t in tail)
+            raise SearchFailed(f"The last {len(tail)} trials failed:\n{reasons}")
+
+    def train_trial(self, trial_id, architecture, data, *, epochs, batch_size, callbacks, deadline,
+                    seed, verbose):
+        """Builds `architecture` from scratch, trains it with early stopping, returns its Trial."""
+        started = time.monotonic()
+        trial = Trial(trial_id=trial_id, architecture=architecture, status=FAILED, started_at=_now())
+        try:
+            keras.utils.set_random_seed(seed)
+            model = data.build(architecture)
+            trial.params = int(model.count_params())
+            history = training.train(
+                model, data.x_train, data.y_train,
+                validation_data=(data.x_val, data.y_val), objective=self.objective,
+                epochs=epochs, batch_size=batch_size, callbacks=callbacks, deadline=deadline,
+                verbose=2 if verbose >= 2 else 0,
+            )
+            trial.history = history
+            trial.epochs_run = len(history["loss"])
+            trial.score, trial.best_epoch = training.best_epoch(history, self.objective)
+            trial.status = COMPLETED
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:  # a failed trial is recorded, and the search goes on
+            trial.failure_reason = f"{type(error).__name__}: {error}"
+        finally:
+            keras.backend.clear_session()
+        trial.seconds = time.monotonic() - started
+        trial.finished_at = _now()
+        return trial

@@ -1,0 +1,75 @@
+"""Random search: each trial samples an architecture and trains it from scratch."""
+
+import time
+
+import numpy as np
+
+from automl_kit.tuner.base import SearchStrategy
+from automl_kit.tuner.trial import COMPLETED, FAILED, Trial
+
+_MAX_SAMPLING_ATTEMPTS = 100
+
+
+class RandomSearch(SearchStrategy):
+    """Samples architectures uniformly and trains each from scratch.
+
+    Trial i draws its architecture from a generator seeded with (seed, i), so a
+    resumed search proposes exactly what the interrupted one would have.
+    Duplicates and models over `max_model_size` are re-drawn.
+    """
+
+    name = "random"
+
+    def _propose(self, index, data, seen):
+        rng = np.random.default_rng([self.seed, index])
+        for _ in range(_MAX_SAMPLING_ATTEMPTS):
+            architecture = self.search_space.sample(rng)
+            if architecture in seen:
+                continue
+            if self.max_model_size is not None:
+                params = data.build(architecture).count_params()
+                if params > self.max_model_size:
+                    continue
+            return architecture
+        return None
+
+    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), deadline=None, verbose=1):
+        trials = self.project.load_trials()
+        if trials and verbose:
+            print(f"Resuming: {len(trials)} trial(s) already recorded in {self.project.path}.")
+        seen = {t.architecture for t in trials}
+        for index in range(len(trials), max_trials):
+            if deadline is not None and time.monotonic() >= deadline:
+                if verbose:
+                    print(f"Time budget for the search reached after {index} trial(s).")
+                break
+            trial_id = f"{index:04d}"
+            architecture = self._propose(index, data, seen)
+            if architecture is None:
+                trial = Trial(trial_id, self.search_space.smallest(), FAILED,
+                              failure_reason="no new architecture within max_model_size was found")
+            else:
+                seen.add(architecture)
+                trial = self.train_trial(
+                    trial_id, architecture, data, epochs=epochs, batch_size=batch_size,
+                    callbacks=callbacks, deadline=deadline, seed=self.seed + index, verbose=verbose,
+                )
+            self.project.save_trial(trial)
+            trials.append(trial)
+            if verbose:
+                self._report(trial, trials, max_trials)
+            self.check_failures(trials)
+        return trials
+
+    def _report(self, trial, trials, max_trials):
+        best = self.best_trial(trials)
+        if trial.status == COMPLETED:
+            result = f"{self.objective}={trial.score:.4f} (best {best.score:.4f})"
+        else:
+            result = f"FAILED: {trial.failure_reason}"
+        params = f"{trial.params:,} params" if trial.params else "? params"
+        print(
+            f"Trial {int(trial.trial_id) + 1}/{max_trials}: {result} | {params} | "
+            f"{trial.seconds:.1f} s | {trial.architecture}",
+            flush=True,
+        )

@@ -1,0 +1,80 @@
+"""Training one Keras model: used by every trial and by the final model alike."""
+
+import math
+import time
+
+import keras
+import numpy as np
+
+LEARNING_RATE = 1e-3
+EARLY_STOPPING_PATIENCE = 3
+
+
+class TrainingFailed(RuntimeError):
+    """A model could not be trained to a usable state (e.g. its loss diverged)."""
+
+
+class Deadline(keras.callbacks.Callback):
+    """Stops training after the step during which `deadline` (time.monotonic) passed."""
+
+    def __init__(self, deadline):
+        super().__init__()
+        self.deadline = deadline
+        self.reached = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() >= self.deadline:
+            self.reached = True
+            self.model.stop_training = True
+
+
+def compile_for_classification(model):
+    model.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATE),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def objective_direction(objective):
+    """Returns 'min' for losses and 'max' for everything else (accuracies)."""
+    return "min" if objective.endswith("loss") else "max"
+
+
+def best_epoch(history, objective):
+    """Returns (best value, 1-based epoch) of `objective` in a Keras history dict."""
+    values = np.asarray(history[objective], dtype=float)
+    if not np.any(np.isfinite(values)):
+        raise TrainingFailed(f"{objective} was never finite.")
+    values = np.where(np.isfinite(values), values, np.inf if objective_direction(objective) == "min" else -np.inf)
+    index = int(np.argmin(values) if objective_direction(objective) == "min" else np.argmax(values))
+    return float(values[index]), index + 1
+
+
+def train(model, x, y, *, epochs, batch_size, validation_data=None, objective=None,
+          callbacks=(), deadline=None, verbose=0):
+    """Compiles and fits `model`; returns its history as a dict of lists.
+
+    With `validation_data` and `objective`, training stops early after
+    `EARLY_STOPPING_PATIENCE` epochs without improvement. A diverging loss
+    raises `TrainingFailed`.
+    """
+    compile_for_classification(model)
+    all_callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
+    if validation_data is not None and objective is not None:
+        all_callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=objective, mode=objective_direction(objective), patience=EARLY_STOPPING_PATIENCE
+            )
+        )
+    if deadline is not None:
+        all_callbacks.append(Deadline(deadline))
+    history = model.fit(
+        x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+        callbacks=all_callbacks, verbose=verbose, shuffle=True,
+    ).history
+    losses = history.get("loss", [])
+    if not losses or not all(math.isfinite(v) for v in losses):
+        raise TrainingFailed("the training loss became NaN or infinite (diverged).")
+    return {key: [float(v) for v in values] for key, values in history.items()}

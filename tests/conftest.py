@@ -1,0 +1,57 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from automl_kit import ImageClassifier
+
+
+@pytest.fixture(scope="session")
+def digits_split():
+    """sklearn digits, 70% / 30%, stratified: (x_train, x_test, y_train, y_test)."""
+    digits = load_digits()
+    return train_test_split(digits.images, digits.target, test_size=0.3, stratify=digits.target, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def small_digits():
+    """400 digit images (8x8 floats 0..16) and int labels, for quick fits."""
+    digits = load_digits()
+    return digits.images[:400], digits.target[:400]
+
+
+@pytest.fixture(scope="session")
+def fitted_digits(digits_split):
+    """A classifier searched and trained on 70% of digits with a small budget."""
+    x_train, _, y_train, _ = digits_split
+    clf = ImageClassifier(max_trials=2, seed=0)
+    clf.fit(x_train, y_train, epochs=8, verbose=0)
+    return clf
+
+
+def quick_fit(x, y, **fit_kwargs):
+    """One trial of one epoch: enough to exercise the whole path, not to be accurate."""
+    fit_kwargs.setdefault("epochs", 1)
+    fit_kwargs.setdefault("verbose", 0)
+    return ImageClassifier(max_trials=1, seed=0).fit(x, y, **fit_kwargs)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Makes any attempt to train a model fail the test: bad input must be caught before."""
+    from automl_kit.tuner import training
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started before the bad input was rejected")
+
+    monkeypatch.setattr(training, "train", refuse)
+    return refuse
+
+
+def sorted_by_class(x, y):
+    order = np.argsort(y, kind="stable")
+    return x[order], y[order]

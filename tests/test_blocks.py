@@ -1,0 +1,92 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from automl_kit.blocks import OP_NAMES, Architecture, LayerSpec, MacroSearchSpace, build_model
+from automl_kit.blocks.ops import apply_op
+
+
+def test_architecture_json_round_trip_and_hashable():
+    rng = np.random.default_rng(3)
+    space = MacroSearchSpace((32, 32, 3))
+    for _ in range(20):
+        arch = space.sample(rng)
+        text = arch.to_json()
+        json.loads(text)  # plain JSON
+        again = Architecture.from_json(text)
+        assert again == arch and hash(again) == hash(arch)
+
+
+def test_architecture_is_immutable_and_readable():
+    arch = Architecture(16, ((LayerSpec("conv3x3"), LayerSpec("res3x3", (0, 1))),))
+    with pytest.raises(Exception):
+        arch.filters = 32
+    assert str(arch) == "16 filters | stage 1: conv3x3 > res3x3(+0,1) | dropout 0.0"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"filters": 16, "stages": ((LayerSpec("conv3x3", (1,)),),)}, "skip"),
+        ({"filters": 16, "stages": ()}, "at least one stage"),
+        ({"filters": 0, "stages": ((LayerSpec("conv3x3"),),)}, "filters"),
+        ({"filters": 8, "stages": ((LayerSpec("conv3x3"),),), "dropout": 1.0}, "dropout"),
+    ],
+)
+def test_invalid_architectures(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Architecture(**kwargs)
+
+
+def test_unknown_op():
+    with pytest.raises(ValueError, match="Unknown op"):
+        LayerSpec("conv7x7")
+
+
+@pytest.mark.parametrize("op", OP_NAMES)
+def test_every_op_keeps_the_shape(op):
+    inputs = keras.Input((6, 6, 8))
+    outputs = apply_op(op, inputs, 8, name=f"t_{op}")
+    assert tuple(outputs.shape) == (None, 6, 6, 8)
+
+
+@pytest.mark.parametrize(
+    "image_shape, stages, final_side",
+    [((8, 8), 2, 4), ((28, 28), 3, 7), ((32, 32, 3), 4, 4), ((96, 96, 3), 4, 6), ((5, 7), 1, 5)],
+)
+def test_space_adapts_to_image_size(image_shape, stages, final_side):
+    space = MacroSearchSpace(image_shape)
+    assert space.num_stages == stages
+    arch = space.sample(np.random.default_rng(0))
+    channels = image_shape[2] if len(image_shape) == 3 else 1
+    model = build_model(arch, image_shape, 4, [0.0] * channels, [1.0] * channels)
+    pooled = model.get_layer("head_pool").input
+    assert pooled.shape[1] == final_side
+    out = model.predict(np.random.rand(2, *image_shape).astype("float32"), verbose=0)
+    assert out.shape == (2, 4)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_builder_uses_only_standard_keras_layers():
+    arch = MacroSearchSpace((28, 28)).sample(np.random.default_rng(1))
+    model = build_model(arch, (28, 28), 10, [0.5], [0.1])
+    for layer in model.layers:
+        assert type(layer).__module__.startswith("keras."), type(layer)
+
+
+def test_sampling_is_seeded():
+    space = MacroSearchSpace((28, 28))
+    first = [space.sample(np.random.default_rng([7, i])) for i in range(5)]
+    again = [space.sample(np.random.default_rng([7, i])) for i in range(5)]
+    assert first == again
+    assert len(set(first)) > 1
+
+
+def test_smallest_is_smallest():
+    space = MacroSearchSpace((28, 28))
+    smallest = build_model(space.smallest(), (28, 28), 10, [0.0], [1.0]).count_params()
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        assert build_model(space.sample(rng), (28, 28), 10, [0.0], [1.0]).count_params() >= smallest
