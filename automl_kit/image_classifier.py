@@ -191,8 +191,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             project=project, search_space=space, objective=self.objective, seed=int(seed),
             max_model_size=self.max_model_size,
         )
-        if state.get("status") == "completed" and os.path.exists(project.best_model_path):
-            trials = project.load_trials()
+        trials = project.load_trials()
+        if (state.get("status") == "completed" and len(trials) >= self.max_trials
+                and os.path.exists(project.best_model_path)):
             best = strategy.best_trial(trials)
             model = keras.models.load_model(project.best_model_path)
             training.compile_for_classification(model)
@@ -243,7 +244,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, x, batch_size=256):
         """Returns predicted labels, in the type and form of the `y` given to fit."""
-        return self.label_coder_.decode(np.argmax(self.predict_proba(x, batch_size), axis=1))
+        proba = self.predict_proba(x, batch_size)
+        return self.label_coder_.decode(np.argmax(proba, axis=1))
 
     def evaluate(self, x, y, batch_size=256):
         """Returns {"loss": ..., "accuracy": ...} of the final model on (x, y)."""

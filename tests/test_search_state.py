@@ -1,0 +1,152 @@
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from automl_kit import ImageClassifier
+from automl_kit.blocks import MacroSearchSpace
+from automl_kit.tuner import Project, RandomSearch, SearchData, SearchFailed
+from automl_kit.tuner.project import write_json_atomic
+
+
+def _trial_records(folder):
+    trials_dir = os.path.join(folder, "image_classifier", "trials")
+    return {name: json.load(open(os.path.join(trials_dir, name))) for name in sorted(os.listdir(trials_dir))}
+
+
+def test_resume_does_not_rerun_finished_trials(small_digits, tmp_path):
+    x, y = small_digits
+    first = ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    before = _trial_records(tmp_path)
+    assert list(before) == ["0000.json"] and before["0000.json"]["status"] == "completed"
+
+    resumed = ImageClassifier(max_trials=2, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    after = _trial_records(tmp_path)
+    assert list(after) == ["0000.json", "0001.json"]
+    assert after["0000.json"] == before["0000.json"]  # same record, same timestamps: not re-run
+    assert resumed.trials_[0].architecture == first.trials_[0].architecture
+
+
+def test_completed_search_goes_straight_to_stored_model(small_digits, tmp_path, capsys, monkeypatch):
+    x, y = small_digits
+    clf = ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    expected = clf.predict_proba(x[:10])
+
+    from automl_kit.tuner import training
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a completed search trained again")
+
+    monkeypatch.setattr(training, "train", refuse)
+    clf2 = ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path))
+    clf2.fit(x, y, epochs=1, verbose=1)
+    assert "complete" in capsys.readouterr().out
+    np.testing.assert_allclose(clf2.predict_proba(x[:10]), expected, atol=1e-6)
+
+
+def test_resume_with_changed_data_or_settings_raises(small_digits, tmp_path):
+    x, y = small_digits
+    ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="overwrite=True"):
+        ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path)).fit(x[:300], y[:300], epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="changed: settings"):
+        ImageClassifier(max_trials=1, seed=1, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    # overwrite=True starts again instead of raising.
+    ImageClassifier(max_trials=1, seed=1, directory=str(tmp_path), overwrite=True).fit(x, y, epochs=1, verbose=0)
+
+
+def test_project_holds_only_json_and_keras_files(small_digits, tmp_path):
+    x, y = small_digits
+    ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    files = [os.path.join(root, f) for root, _, names in os.walk(tmp_path) for f in names]
+    assert files and all(f.endswith((".json", ".keras")) for f in files), files
+
+
+def test_default_directory_leaves_nothing_behind(small_digits, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    x, y = small_digits
+    ImageClassifier(max_trials=1, seed=0).fit(x, y, epochs=1, verbose=0)
+    assert os.listdir(tmp_path) == []
+
+
+def test_seeded_runs_propose_the_same_trials(small_digits):
+    x, y = small_digits
+    runs = [ImageClassifier(max_trials=3, seed=5).fit(x, y, epochs=1, verbose=0) for _ in range(2)]
+    assert [t.architecture for t in runs[0].trials_] == [t.architecture for t in runs[1].trials_]
+    assert len({t.architecture for t in runs[0].trials_}) == 3
+
+
+def test_time_limit_is_respected(small_digits):
+    x, y = small_digits
+    started = time.monotonic()
+    clf = ImageClassifier(max_trials=100, seed=0, time_limit=15).fit(x, y, epochs=50, verbose=0)
+    elapsed = time.monotonic() - started
+    assert elapsed < 15 * 1.5, elapsed  # generous: the deadline is checked after every step
+    assert len(clf.trials_) < 100
+
+
+def test_max_model_size_is_honoured(small_digits):
+    x, y = small_digits
+    clf = ImageClassifier(max_trials=3, seed=0, max_model_size=20_000).fit(x, y, epochs=1, verbose=0)
+    assert all(t.params <= 20_000 for t in clf.trials_)
+    assert clf.export_model().count_params() <= 20_000
+
+
+def _search_data(x, y):
+    x = np.asarray(x, np.float32)
+    return SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:], image_shape=(8, 8),
+                      num_classes=10, mean=(0.0,), variance=(1.0,))
+
+
+def test_nan_trial_is_recorded_as_failed_and_search_goes_on(small_digits, tmp_path):
+    x, y = small_digits
+    good = _search_data(x, y)
+
+    class FlakyData(SearchData):
+        calls = 0
+
+        def build(self, architecture):
+            FlakyData.calls += 1
+            model = super().build(architecture)
+            if FlakyData.calls == 1:  # the first trial's weights are poisoned: its loss is NaN
+                model.get_layer("probabilities").kernel.assign(
+                    np.full(model.get_layer("probabilities").kernel.shape, np.nan, np.float32))
+            return model
+
+    data = FlakyData(**{f: getattr(good, f) for f in good.__dataclass_fields__})
+    project = Project.open(str(tmp_path / "p"), fingerprint={"test": 1})
+    search = RandomSearch(project=project, search_space=MacroSearchSpace((8, 8)), objective="val_accuracy", seed=0)
+    trials = search.search(data, max_trials=2, epochs=1, batch_size=32, verbose=0)
+    assert [t.status for t in trials] == ["failed", "completed"]
+    assert "NaN" in trials[0].failure_reason
+    stored = json.load(open(tmp_path / "p" / "trials" / "0000.json"))
+    assert stored["status"] == "failed" and "NaN" in stored["failure_reason"]
+
+
+def test_consecutive_failures_stop_the_search_with_reasons(small_digits, tmp_path):
+    x, y = small_digits
+    good = _search_data(x, y)
+
+    class BrokenData(SearchData):
+        def build(self, architecture):
+            raise RuntimeError("cannot build this one")
+
+    data = BrokenData(**{f: getattr(good, f) for f in good.__dataclass_fields__})
+    project = Project.open(str(tmp_path / "p"), fingerprint={"test": 1})
+    search = RandomSearch(project=project, search_space=MacroSearchSpace((8, 8)), objective="val_accuracy", seed=0)
+    with pytest.raises(SearchFailed, match="cannot build this one"):
+        search.search(data, max_trials=10, epochs=1, batch_size=32, verbose=0)
+    assert len(project.load_trials()) == 3
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    path = tmp_path / "state.json"
+    write_json_atomic(str(path), {"a": 1})
+    write_json_atomic(str(path), {"a": 2})
+    assert json.load(open(path)) == {"a": 2}
+    assert os.listdir(tmp_path) == ["state.json"]
