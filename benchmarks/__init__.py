@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print measured numbers. Nothing here is a test."""
