@@ -14,11 +14,10 @@ from automl_kit.blocks.search_space import MacroSearchSpace
 from automl_kit.data import LabelCoder, match_image_shape, to_image_array, validation_split_indices
 from automl_kit.tuner import Project, SearchData, get_strategy
 from automl_kit.tuner import training
+from automl_kit.tuner.budget import TimeBudget
 
 DEFAULT_EPOCHS = 10
 OBJECTIVES = ("val_accuracy", "val_loss")
-# With a time_limit, this share of it is kept for training the final model.
-FINAL_TRAINING_SHARE = 0.25
 
 
 def _data_fingerprint(x, y):
@@ -46,7 +45,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         objective: `"val_accuracy"` (maximised) or `"val_loss"` (minimised).
         max_model_size: upper bound on the parameters of any candidate model.
         time_limit: seconds for the whole `fit`, search and final training
-            together; a quarter is kept for the final training.
+            together. The search stops early enough to leave the final
+            training the time the best trial suggests it needs, between a
+            quarter and a half of the limit; the final training stops at the
+            limit.
 
     Example:
 
@@ -95,6 +97,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         """
         started = time.monotonic()
         self._check_params()
+        budget = None if self.time_limit is None else TimeBudget(self.time_limit)
         epochs = DEFAULT_EPOCHS if epochs is None else epochs
         if not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be a positive int or None; got {epochs!r}.")
@@ -148,14 +151,13 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 "validation_split": None if validation_data is not None else float(validation_split),
             },
         }
-        deadline = None if self.time_limit is None else started + self.time_limit
         if self.directory is None:
             with tempfile.TemporaryDirectory(prefix="automl_kit_") as folder:
                 self._search_and_train(Project.open(os.path.join(folder, self.project_name), fingerprint),
-                                       data, space, epochs, batch_size, callbacks, deadline, verbose)
+                                       data, space, epochs, batch_size, callbacks, budget, verbose)
         else:
             project = Project.open(os.path.join(self.directory, self.project_name), fingerprint, self.overwrite)
-            self._search_and_train(project, data, space, epochs, batch_size, callbacks, deadline, verbose)
+            self._search_and_train(project, data, space, epochs, batch_size, callbacks, budget, verbose)
 
         self.label_coder_ = coder
         self.classes_ = coder.classes_
@@ -181,7 +183,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         ):
             raise ValueError(f"time_limit must be a positive number of seconds or None; got {self.time_limit!r}.")
 
-    def _search_and_train(self, project, data, space, epochs, batch_size, callbacks, deadline, verbose):
+    def _search_and_train(self, project, data, space, epochs, batch_size, callbacks, budget, verbose):
         state = project.state
         seed = self.seed if self.seed is not None else state.get("seed")
         if seed is None:
@@ -201,18 +203,15 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 print(f"The search in {project.path} is complete; using its stored final model "
                       f"(trial {best.trial_id}).")
         else:
-            search_deadline = None
-            if deadline is not None:
-                search_deadline = deadline - FINAL_TRAINING_SHARE * self.time_limit
             trials = strategy.search(
                 data, max_trials=self.max_trials, epochs=epochs, batch_size=batch_size,
-                callbacks=callbacks, deadline=search_deadline, verbose=verbose,
+                callbacks=callbacks, budget=budget, verbose=verbose,
             )
             best = strategy.best_trial(trials)
             if best is None:
                 reasons = "; ".join(f"{t.trial_id}: {t.failure_reason}" for t in trials) or "no trial ran"
                 raise RuntimeError(f"No trial completed, so there is no model to train ({reasons}).")
-            model = self._train_final(best, data, batch_size, callbacks, deadline, seed, verbose)
+            model = self._train_final(best, data, batch_size, callbacks, budget, seed, verbose)
             model.save(project.best_model_path)
             project.update_state(status="completed", best_trial=best.trial_id)
         self.model_ = model
@@ -221,16 +220,22 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.best_architecture_ = best.architecture
         self.best_score_ = best.score
 
-    def _train_final(self, best, data, batch_size, callbacks, deadline, seed, verbose):
+    def _train_final(self, best, data, batch_size, callbacks, budget, seed, verbose):
+        epochs, deadline = best.best_epoch, None
+        if budget is not None:
+            # Fewer whole epochs that fit beat more epochs cut off in the middle.
+            seconds_per_epoch = budget.final_training_estimate(best, data.growth) / best.best_epoch
+            epochs = max(1, min(epochs, int(budget.remaining() // max(seconds_per_epoch, 1e-9))))
+            deadline = budget.end
         if verbose:
             print(f"Training the best architecture (trial {best.trial_id}, {self.objective}="
-                  f"{best.score:.4f}) on training + validation data for {best.best_epoch} epoch(s).",
+                  f"{best.score:.4f}) on training + validation data for {epochs} epoch(s).",
                   flush=True)
         keras.utils.set_random_seed(int(seed))
         model = data.build(best.architecture)
         training.train(
             model, np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]),
-            epochs=best.best_epoch, batch_size=batch_size, callbacks=callbacks, deadline=deadline,
+            epochs=epochs, batch_size=batch_size, callbacks=callbacks, deadline=deadline,
             verbose=2 if verbose >= 2 else 0,
         )
         return model

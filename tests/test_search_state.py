@@ -150,3 +150,16 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     write_json_atomic(str(path), {"a": 2})
     assert json.load(open(path)) == {"a": 2}
     assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_time_budget_keeps_time_for_the_final_training():
+    from automl_kit.tuner.budget import TimeBudget
+    from automl_kit.tuner.trial import Trial
+
+    budget = TimeBudget(1000)
+    slow = Trial("0000", None, "completed", score=0.9, best_epoch=4, epochs_run=5, seconds=500.0)
+    quick = Trial("0001", None, "completed", score=0.9, best_epoch=2, epochs_run=2, seconds=100.0)
+    # 4 epochs at 100 s, on 25% more data: 500 s, capped at half the budget.
+    assert budget.search_deadline(slow, data_growth=1.25) - budget.start == pytest.approx(500)
+    assert budget.search_deadline(quick, data_growth=1.25) - budget.start == pytest.approx(750)
+    assert budget.final_training_estimate(quick, 1.25) == pytest.approx(125)

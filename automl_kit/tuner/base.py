@@ -29,6 +29,11 @@ class SearchData:
     def build(self, architecture):
         return build_model(architecture, self.image_shape, self.num_classes, self.mean, self.variance)
 
+    @property
+    def growth(self):
+        """How much larger training + validation data is than the training data alone."""
+        return (len(self.x_train) + len(self.x_val)) / len(self.x_train)
+
 
 class SearchFailed(RuntimeError):
     """Too many trials in a row failed; the message lists their reasons."""
@@ -57,8 +62,11 @@ class SearchStrategy(abc.ABC):
         self.max_consecutive_failures = max_consecutive_failures
 
     @abc.abstractmethod
-    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), deadline=None, verbose=1):
-        """Runs the search and returns every Trial, resumed ones included."""
+    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), budget=None, verbose=1):
+        """Runs the search and returns every Trial, resumed ones included.
+
+        With a `TimeBudget`, no trial runs past `budget.search_deadline`.
+        """
 
     def best_trial(self, trials):
         completed = [t for t in trials if t.status == COMPLETED]

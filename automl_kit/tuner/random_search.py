@@ -33,12 +33,13 @@ class RandomSearch(SearchStrategy):
             return architecture
         return None
 
-    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), deadline=None, verbose=1):
+    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), budget=None, verbose=1):
         trials = self.project.load_trials()
         if trials and verbose:
             print(f"Resuming: {len(trials)} trial(s) already recorded in {self.project.path}.")
         seen = {t.architecture for t in trials}
         for index in range(len(trials), max_trials):
+            deadline = None if budget is None else budget.search_deadline(self.best_trial(trials), data.growth)
             if deadline is not None and time.monotonic() >= deadline:
                 if verbose:
                     print(f"Time budget for the search reached after {index} trial(s).")

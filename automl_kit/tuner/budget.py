@@ -1,0 +1,46 @@
+"""The wall-clock budget of a whole `fit`, shared between search and final training."""
+
+import time
+
+
+class TimeBudget:
+    """Splits `seconds` between the search and the final training.
+
+    The final model retrains the best trial's architecture on training plus
+    validation data for the trial's best epoch count, so the time it needs is
+    estimated from that trial: its seconds per epoch, times the epochs, times
+    the growth of the data. The search stops early enough to leave that much,
+    but never less than `min_final_share` nor more than `max_final_share` of
+    the budget.
+
+    Example:
+
+    >>> budget = TimeBudget(100)
+    >>> round(budget.search_deadline(None) - budget.start)
+    75
+    """
+
+    min_final_share = 0.25
+    max_final_share = 0.5
+
+    def __init__(self, seconds):
+        self.seconds = float(seconds)
+        self.start = time.monotonic()
+        self.end = self.start + self.seconds
+
+    def final_training_estimate(self, best_trial, data_growth=1.0):
+        """Seconds the final training of `best_trial` is expected to take."""
+        if best_trial is None or not best_trial.epochs_run:
+            return 0.0
+        return best_trial.best_epoch * best_trial.seconds / best_trial.epochs_run * data_growth
+
+    def search_deadline(self, best_trial, data_growth=1.0):
+        """The time (`time.monotonic`) after which the search must stop."""
+        reserve = min(
+            max(self.final_training_estimate(best_trial, data_growth), self.min_final_share * self.seconds),
+            self.max_final_share * self.seconds,
+        )
+        return self.end - reserve
+
+    def remaining(self):
+        return self.end - time.monotonic()
