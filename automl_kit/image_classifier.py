@@ -8,10 +8,11 @@ import time
 import keras
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from automl_kit.blocks.search_space import MacroSearchSpace
-from automl_kit.data import LabelCoder, match_image_shape, to_image_array, validation_split_indices
+from automl_kit.blocks.search_space import search_space_for
+from automl_kit.data import InputSpec, LabelCoder, to_array, validation_split_indices
 from automl_kit.tuner import Project, SearchData, get_strategy
 from automl_kit.tuner import training
 from automl_kit.tuner.budget import TimeBudget
@@ -20,16 +21,38 @@ DEFAULT_EPOCHS = 10
 OBJECTIVES = ("val_accuracy", "val_loss")
 
 
-def _data_fingerprint(x, y):
+def _fingerprint(*arrays):
+    """Shapes and a hash of a sample of each array: enough to tell datasets apart cheaply."""
     digest = hashlib.sha256()
-    step = max(1, len(x) // 256)
-    digest.update(np.ascontiguousarray(x[::step]).tobytes())
-    digest.update(np.ascontiguousarray(y).tobytes())
-    return {"n": int(len(x)), "shape": list(x.shape[1:]), "dtype": str(x.dtype), "sha256": digest.hexdigest()}
+    shapes = []
+    for array in arrays:
+        if array is None:
+            shapes.append(None)
+            continue
+        step = max(1, len(array) // 256)
+        digest.update(np.ascontiguousarray(array[::step]).tobytes())
+        shapes.append([int(len(array)), *map(int, array.shape[1:]), str(array.dtype)])
+    return {"shapes": shapes, "sha256": digest.hexdigest()}
+
+
+def _model_to_bytes(model):
+    with tempfile.TemporaryDirectory(prefix="automl_kit_") as folder:
+        path = os.path.join(folder, "model.keras")
+        model.save(path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def _model_from_bytes(data):
+    with tempfile.TemporaryDirectory(prefix="automl_kit_") as folder:
+        path = os.path.join(folder, "model.keras")
+        with open(path, "wb") as f:
+            f.write(data)
+        return keras.models.load_model(path)
 
 
 class ImageClassifier(ClassifierMixin, BaseEstimator):
-    """Searches for a convolutional network for image classification.
+    """Searches for a neural network that classifies images, as a scikit-learn classifier.
 
     Parameter names follow AutoKeras where it has them.
 
@@ -37,11 +60,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         max_trials: number of architectures to try.
         tuner: search strategy; `"random"` trains each trial from scratch.
         directory: where the search state lives. `None` searches in a
-            temporary folder that `fit` removes; with a folder, a later `fit`
-            with the same data and settings resumes the search.
+            temporary folder that `fit` removes, so clones and folds never
+            share a search; with a folder, a later `fit` with the same data
+            and settings resumes the search.
         project_name: subfolder of `directory` for this search.
         overwrite: start the project again instead of resuming it.
-        seed: makes the search reproducible.
+        seed: makes the split, the proposals and the initial weights reproducible.
         objective: `"val_accuracy"` (maximised) or `"val_loss"` (minimised).
         max_model_size: upper bound on the parameters of any candidate model.
         time_limit: seconds for the whole `fit`, search and final training
@@ -49,19 +73,26 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             training the time the best trial suggests it needs, between a
             quarter and a half of the limit; the final training stops at the
             limit.
+        epochs: most epochs per trial (default 10); `fit(epochs=...)` overrides it.
+        input_shape: `(H, W)` or `(H, W, C)` of flattened images passed as 2-D
+            `(N, H*W*C)` arrays. Without it, 2-D input of a square width of
+            at least 64 is read as square grayscale images (784 -> 28x28) and
+            any other 2-D input as tabular features, searched with dense networks.
+        class_weight: `{label: weight}` or `"balanced"`; multiplies `sample_weight`.
 
     Example:
 
     >>> from sklearn.datasets import load_digits
     >>> digits = load_digits()
-    >>> clf = ImageClassifier(max_trials=1, seed=0)
-    >>> clf = clf.fit(digits.images, digits.target, epochs=1, verbose=0)
+    >>> clf = ImageClassifier(max_trials=1, seed=0, epochs=1)
+    >>> clf = clf.fit(digits.images, digits.target, verbose=0)
     >>> clf.predict(digits.images[:3]).shape
     (3,)
     """
 
     def __init__(self, max_trials=10, tuner="random", directory=None, project_name="image_classifier",
-                 overwrite=False, seed=None, objective="val_accuracy", max_model_size=None, time_limit=None):
+                 overwrite=False, seed=None, objective="val_accuracy", max_model_size=None, time_limit=None,
+                 epochs=None, input_shape=None, class_weight=None):
         self.max_trials = max_trials
         self.tuner = tuner
         self.directory = directory
@@ -71,98 +102,121 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.objective = objective
         self.max_model_size = max_model_size
         self.time_limit = time_limit
+        self.epochs = epochs
+        self.input_shape = input_shape
+        self.class_weight = class_weight
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True  # (N, H, W) and (N, H, W, C) images
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.target_tags.required = True
+        tags.classifier_tags.multi_label = False
+        tags.non_deterministic = self.seed is None
+        return tags
 
     # ----------------------------------------------------------------- fit --
     def fit(self, x, y, epochs=None, batch_size=32, validation_split=0.2, validation_data=None,
-            callbacks=None, verbose=1):
+            callbacks=None, verbose=1, sample_weight=None):
         """Searches for the best architecture, then trains it on all the data.
 
         Args:
             x: images, (N, H, W) or (N, H, W, C), uint8 or float, or a list of
-                equally shaped images.
+                equally shaped images; also 2-D (N, F) arrays or DataFrames of
+                flattened images (see `input_shape`) or tabular features.
             y: class labels (ints, strings, bools, pandas Series or
                 Categorical), or one-hot rows (N, K).
-            epochs: most epochs per trial (early stopping ends most sooner);
-                default 10. The final model trains for the best trial's best
-                epoch count.
+            epochs: most epochs per trial; overrides the `epochs` parameter.
+                Early stopping ends most trials sooner, and the final model
+                trains for the best trial's best epoch count.
+            batch_size: samples per training step.
             validation_split: share of (x, y) held out, stratified and
                 shuffled with `seed`, to score trials. Ignored with
                 `validation_data`.
             validation_data: `(x_val, y_val)` to score trials instead.
             callbacks: Keras callbacks for every trial and the final training.
             verbose: 0 silent, 1 one line per trial, 2 also Keras's epoch lines.
+            sample_weight: one non-negative weight per sample.
 
         Returns:
             self.
         """
-        started = time.monotonic()
         self._check_params()
         budget = None if self.time_limit is None else TimeBudget(self.time_limit)
-        epochs = DEFAULT_EPOCHS if epochs is None else epochs
+        started = time.monotonic()
+        epochs = epochs if epochs is not None else (self.epochs if self.epochs is not None else DEFAULT_EPOCHS)
         if not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be a positive int or None; got {epochs!r}.")
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
         callbacks = list(callbacks or [])
 
-        x = to_image_array(x, name="x")
+        validate_data(self, X=x, y=y, reset=True, skip_check_array=True, ensure_2d=False)  # feature names
+        x = to_array(x, name="x")
+        spec = InputSpec.infer(x, self.input_shape)
+        x = x.reshape((len(x),) + spec.input_shape)
         coder = LabelCoder().fit(y, name="y")
         labels = coder.encode(y, name="y")
         if len(x) != len(labels):
-            raise ValueError(f"x and y have different lengths: {len(x)} images but {len(labels)} labels.")
-        image_shape = x.shape[1:]
+            raise ValueError(f"x and y have different lengths: {len(x)} samples but {len(labels)} labels.")
+        weights = self._sample_weights(sample_weight, labels, coder)
+
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (x_val, y_val).")
-            x_train, y_train = x, labels
-            x_val = match_image_shape(validation_data[0], image_shape, name="validation_data[0]")
+            x_train, y_train, w_train = x, labels, weights
+            x_val = spec.conform(validation_data[0], name="validation_data[0]")
             y_val = coder.encode(validation_data[1], name="validation_data[1]")
+            w_val = None
             if len(x_val) != len(y_val):
-                raise ValueError(
-                    f"validation_data has {len(x_val)} images but {len(y_val)} labels."
-                )
+                raise ValueError(f"validation_data has {len(x_val)} samples but {len(y_val)} labels.")
         else:
             train_idx, val_idx = validation_split_indices(labels, validation_split, self.seed)
             x_train, y_train, x_val, y_val = x[train_idx], labels[train_idx], x[val_idx], labels[val_idx]
+            w_train, w_val = (None, None) if weights is None else (weights[train_idx], weights[val_idx])
 
-        channels = x_train.reshape(-1, 1 if x.ndim == 3 else x.shape[-1]).astype(np.float64)
+        view = x_train.reshape((-1, spec.network_shape[-1])).astype(np.float64)
         data = SearchData(
-            x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, image_shape=image_shape,
-            num_classes=len(coder.classes_), mean=tuple(channels.mean(axis=0)), variance=tuple(channels.var(axis=0)),
+            x_train=x_train, y_train=y_train, w_train=w_train, x_val=x_val, y_val=y_val, w_val=w_val,
+            input_spec=spec, num_classes=len(coder.classes_),
+            mean=tuple(view.mean(axis=0)), variance=tuple(view.var(axis=0)),
         )
-        del channels
-        space = MacroSearchSpace(image_shape)
+        del view
+        space = search_space_for(spec)
         if self.max_model_size is not None:
             smallest = data.build(space.smallest()).count_params()
             keras.backend.clear_session()
             if smallest > self.max_model_size:
                 raise ValueError(
                     f"max_model_size={self.max_model_size} is below the smallest model in the "
-                    f"search space for {image_shape} images ({smallest:,} parameters). "
+                    f"search space for samples of shape {spec.input_shape} ({smallest:,} parameters). "
                     "Raise max_model_size or pass None."
                 )
 
         fingerprint = {
-            "data": _data_fingerprint(x, labels),
-            "validation": None if validation_data is None else _data_fingerprint(x_val, y_val),
+            "data": _fingerprint(x, labels, weights),
+            "validation": None if validation_data is None else _fingerprint(x_val, y_val),
             "settings": {
                 "tuner": self.tuner, "seed": self.seed, "objective": self.objective,
                 "max_model_size": self.max_model_size, "epochs": int(epochs), "batch_size": int(batch_size),
                 "validation_split": None if validation_data is not None else float(validation_split),
+                "input_shape": list(spec.input_shape),
+                "image_shape": None if spec.image_shape is None else list(spec.image_shape),
             },
         }
         if self.directory is None:
             with tempfile.TemporaryDirectory(prefix="automl_kit_") as folder:
-                self._search_and_train(Project.open(os.path.join(folder, self.project_name), fingerprint),
-                                       data, space, epochs, batch_size, callbacks, budget, verbose)
+                project = Project.open(os.path.join(folder, self.project_name), fingerprint)
+                self._search_and_train(project, data, space, epochs, batch_size, callbacks, budget, verbose)
         else:
             project = Project.open(os.path.join(self.directory, self.project_name), fingerprint, self.overwrite)
             self._search_and_train(project, data, space, epochs, batch_size, callbacks, budget, verbose)
 
         self.label_coder_ = coder
         self.classes_ = coder.classes_
-        self.image_shape_ = tuple(int(d) for d in image_shape)
-        self.n_features_in_ = int(np.prod(image_shape))
+        self.input_spec_ = spec
+        self.n_features_in_ = spec.n_features
         self.fit_seconds_ = time.monotonic() - started
         return self
 
@@ -182,6 +236,40 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             isinstance(self.time_limit, (int, float, np.number)) and self.time_limit > 0
         ):
             raise ValueError(f"time_limit must be a positive number of seconds or None; got {self.time_limit!r}.")
+        if self.class_weight is not None and self.class_weight != "balanced" and not isinstance(self.class_weight, dict):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}; got {self.class_weight!r}.")
+
+    def _sample_weights(self, sample_weight, labels, coder):
+        """Returns per-sample float32 weights folding in class_weight, or None when all are equal."""
+        n_classes = len(coder.classes_)
+        weights = None
+        if sample_weight is not None:
+            weights = np.asarray(sample_weight, dtype=np.float64)
+            if weights.shape != (len(labels),):
+                raise ValueError(
+                    f"sample_weight must have shape ({len(labels)},), one weight per sample; got {weights.shape}."
+                )
+            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError("sample_weight must hold finite, non-negative numbers.")
+        if self.class_weight is not None:
+            if self.class_weight == "balanced":
+                per_class = compute_class_weight("balanced", classes=np.arange(n_classes), y=labels)
+            else:
+                unknown = [k for k in self.class_weight if k not in set(coder.classes_.tolist())]
+                if unknown:
+                    raise ValueError(f"class_weight names labels not in y: {unknown[:5]}. Classes: {coder.classes_.tolist()[:10]}.")
+                per_class = np.ones(n_classes)
+                for label, weight in self.class_weight.items():
+                    per_class[coder.encode([label])[0]] = weight
+            weights = per_class[labels] * (1.0 if weights is None else weights)
+        if weights is None:
+            return None
+        if np.bincount(labels, weights=weights, minlength=n_classes).astype(bool).sum() < 2:
+            raise ValueError(
+                "After sample_weight and class_weight, only one class has a positive total weight; "
+                "a classifier needs at least two classes with weight."
+            )
+        return weights.astype(np.float32)
 
     def _search_and_train(self, project, data, space, epochs, batch_size, callbacks, budget, verbose):
         state = project.state
@@ -198,7 +286,6 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 and os.path.exists(project.best_model_path)):
             best = strategy.best_trial(trials)
             model = keras.models.load_model(project.best_model_path)
-            training.compile_for_classification(model)
             if verbose:
                 print(f"The search in {project.path} is complete; using its stored final model "
                       f"(trial {best.trial_id}).")
@@ -223,29 +310,41 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def _train_final(self, best, data, batch_size, callbacks, budget, seed, verbose):
         epochs, deadline = best.best_epoch, None
         if budget is not None:
-            # Fewer whole epochs that fit beat more epochs cut off in the middle.
+            # Plan the epochs that fit rather than be cut off early in one; the
+            # estimate includes the trial's validation and tracing, so round it.
             seconds_per_epoch = budget.final_training_estimate(best, data.growth) / best.best_epoch
-            epochs = max(1, min(epochs, int(budget.remaining() // max(seconds_per_epoch, 1e-9))))
+            epochs = max(1, min(epochs, round(budget.remaining() / max(seconds_per_epoch, 1e-9))))
             deadline = budget.end
         if verbose:
             print(f"Training the best architecture (trial {best.trial_id}, {self.objective}="
                   f"{best.score:.4f}) on training + validation data for {epochs} epoch(s).",
                   flush=True)
+        weights = None
+        if data.w_train is not None:
+            weights = np.concatenate([data.w_train, data.w_val if data.w_val is not None else np.ones(len(data.y_val))])
         keras.utils.set_random_seed(int(seed))
         model = data.build(best.architecture)
         training.train(
             model, np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]),
-            epochs=epochs, batch_size=batch_size, callbacks=callbacks, deadline=deadline,
+            sample_weight=weights, epochs=epochs, batch_size=batch_size, callbacks=callbacks, deadline=deadline,
             verbose=2 if verbose >= 2 else 0,
         )
         return model
 
     # ------------------------------------------------------------- predict --
+    def _conform(self, x):
+        check_is_fitted(self, "model_")
+        validate_data(self, X=x, reset=False, skip_check_array=True, ensure_2d=False)  # feature names
+        return self.input_spec_.conform(x, name="x")
+
     def predict_proba(self, x, batch_size=256):
         """Returns (N, K) class probabilities; column k is class `classes_[k]`."""
-        check_is_fitted(self, "model_")
-        x = match_image_shape(x, self.image_shape_, name="x")
-        return np.asarray(self.model_.predict(x.astype(np.float32), batch_size=batch_size, verbose=0))
+        x = self._conform(x).astype(np.float32)
+        # Direct calls, not model.predict: inputs of every new length would retrace predict's graph.
+        return np.concatenate([
+            keras.ops.convert_to_numpy(self.model_(x[i:i + batch_size], training=False))
+            for i in range(0, len(x), batch_size)
+        ])
 
     def predict(self, x, batch_size=256):
         """Returns predicted labels, in the type and form of the `y` given to fit."""
@@ -253,21 +352,33 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         return self.label_coder_.decode(np.argmax(proba, axis=1))
 
     def evaluate(self, x, y, batch_size=256):
-        """Returns {"loss": ..., "accuracy": ...} of the final model on (x, y)."""
-        check_is_fitted(self, "model_")
-        x = match_image_shape(x, self.image_shape_, name="x")
+        """Returns {"loss": cross-entropy, "accuracy": ...} of the final model on (x, y)."""
+        proba = self.predict_proba(x, batch_size)
         labels = self.label_coder_.encode(y, name="y")
-        if len(x) != len(labels):
-            raise ValueError(f"x and y have different lengths: {len(x)} images but {len(labels)} labels.")
-        return self.model_.evaluate(x.astype(np.float32), labels, batch_size=batch_size, verbose=0,
-                                    return_dict=True)
+        if len(proba) != len(labels):
+            raise ValueError(f"x and y have different lengths: {len(proba)} samples but {len(labels)} labels.")
+        picked = np.clip(proba[np.arange(len(labels)), labels], 1e-7, 1.0)
+        return {"loss": float(-np.mean(np.log(picked))), "accuracy": float(np.mean(proba.argmax(axis=1) == labels))}
 
     def export_model(self):
         """Returns the final model (trained on training + validation data) as a plain `keras.Model`.
 
-        It takes raw images as `fit` did and outputs probabilities over
+        It takes raw samples as `fit` did and outputs probabilities over
         `classes_`. Saved with `.save("best.keras")`, it loads with plain
         `keras.models.load_model`, without automl_kit or `custom_objects`.
         """
         check_is_fitted(self, "model_")
         return self.model_
+
+    # -------------------------------------------------------------- pickle --
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "model_" in state:
+            # The model travels as the bytes of its .keras file: no Keras object is pickled.
+            state["model_"] = _model_to_bytes(state["model_"])
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("model_"), bytes):
+            state = dict(state, model_=_model_from_bytes(state["model_"]))
+        super().__setstate__(state)

@@ -77,7 +77,8 @@ def main(argv=None):
         f.write(
             f"| {datetime.date.today()} | {git_commit()} | {platform.machine()}, {os.cpu_count()} CPUs, no GPU "
             f"| {args.tuner} | {args.budget_minutes:g} | {accuracy:.4f} | {fit_seconds:.0f} | {search_seconds:.0f} "
-            f"| {len(clf.trials_)} | {clf.export_model().count_params():,} | {clf.best_architecture_} |\n"
+            f"| {len(clf.trials_)} | {clf.export_model().count_params():,} "
+            f"| {str(clf.best_architecture_).replace('|', chr(92) + '|')} |\n"
         )
     print(f"appended to {os.path.abspath(RESULTS)}")
 

@@ -6,6 +6,9 @@ import pytest
 
 from automl_kit.blocks import OP_NAMES, Architecture, LayerSpec, MacroSearchSpace, build_model
 from automl_kit.blocks.ops import apply_op
+from automl_kit.data import InputSpec
+
+GRAY28 = InputSpec((28, 28), (28, 28, 1))
 
 
 def test_architecture_json_round_trip_and_hashable():
@@ -61,7 +64,7 @@ def test_space_adapts_to_image_size(image_shape, stages, final_side):
     assert space.num_stages == stages
     arch = space.sample(np.random.default_rng(0))
     channels = image_shape[2] if len(image_shape) == 3 else 1
-    model = build_model(arch, image_shape, 4, [0.0] * channels, [1.0] * channels)
+    model = build_model(arch, InputSpec.infer(np.zeros((1, *image_shape))), 4, [0.0] * channels, [1.0] * channels)
     pooled = model.get_layer("head_pool").input
     assert pooled.shape[1] == final_side
     out = model.predict(np.random.rand(2, *image_shape).astype("float32"), verbose=0)
@@ -71,7 +74,7 @@ def test_space_adapts_to_image_size(image_shape, stages, final_side):
 
 def test_builder_uses_only_standard_keras_layers():
     arch = MacroSearchSpace((28, 28)).sample(np.random.default_rng(1))
-    model = build_model(arch, (28, 28), 10, [0.5], [0.1])
+    model = build_model(arch, GRAY28, 10, [0.5], [0.1])
     for layer in model.layers:
         assert type(layer).__module__.startswith("keras."), type(layer)
 
@@ -86,7 +89,23 @@ def test_sampling_is_seeded():
 
 def test_smallest_is_smallest():
     space = MacroSearchSpace((28, 28))
-    smallest = build_model(space.smallest(), (28, 28), 10, [0.0], [1.0]).count_params()
+    smallest = build_model(space.smallest(), GRAY28, 10, [0.0], [1.0]).count_params()
     rng = np.random.default_rng(0)
     for _ in range(10):
-        assert build_model(space.sample(rng), (28, 28), 10, [0.0], [1.0]).count_params() >= smallest
+        assert build_model(space.sample(rng), GRAY28, 10, [0.0], [1.0]).count_params() >= smallest
+
+
+def test_dense_architecture_for_tabular_input():
+    from automl_kit.blocks import DenseSearchSpace, architecture_from_dict
+
+    arch = DenseSearchSpace().sample(np.random.default_rng(0))
+    assert architecture_from_dict(json.loads(arch.to_json())) == arch
+    model = build_model(arch, InputSpec((5,), None), 3, [0.0] * 5, [1.0] * 5)
+    assert model.predict(np.zeros((4, 5), np.float32), verbose=0).shape == (4, 3)
+
+
+def test_flat_input_is_reshaped_inside_the_model():
+    arch = MacroSearchSpace((8, 8)).sample(np.random.default_rng(0))
+    model = build_model(arch, InputSpec((192,), (8, 8, 3)), 2, [0.0] * 3, [1.0] * 3)
+    assert model.input_shape == (None, 192)
+    assert model.get_layer("to_image").output.shape[1:] == (8, 8, 3)

@@ -2,53 +2,82 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automl_kit.data import LabelCoder, match_image_shape, to_image_array, validation_split_indices
+from automl_kit.data import InputSpec, LabelCoder, to_array, validation_split_indices
 
 
-class TestToImageArray:
-    def test_accepts_3d_4d_and_lists(self):
-        assert to_image_array(np.zeros((5, 8, 8))).shape == (5, 8, 8)
-        assert to_image_array(np.zeros((5, 8, 8, 3), np.uint8)).shape == (5, 8, 8, 3)
-        assert to_image_array([np.ones((6, 7))] * 4).shape == (4, 6, 7)
-        assert to_image_array(np.zeros((2, 4, 4), bool)).dtype == np.uint8
+class TestToArray:
+    def test_accepts_3d_4d_2d_and_lists(self):
+        assert to_array(np.zeros((5, 8, 8))).shape == (5, 8, 8)
+        assert to_array(np.zeros((5, 8, 8, 3), np.uint8)).shape == (5, 8, 8, 3)
+        assert to_array([np.ones((6, 7))] * 4).shape == (4, 6, 7)
+        assert to_array(np.zeros((2, 4, 4), bool)).dtype == np.uint8
+        assert to_array(pd.DataFrame(np.ones((3, 5)))).shape == (3, 5)
+        assert to_array(np.ones((3, 5), dtype=object)).dtype == np.float64
 
     @pytest.mark.parametrize("shape", [(10,), (1, 2, 3, 4, 5)])
     def test_wrong_dimensions(self, shape):
         with pytest.raises(ValueError, match=r"dimensions.*\(N, H, W\)"):
-            to_image_array(np.zeros(shape))
-
-    def test_two_dimensions_hint_at_reshape(self):
-        with pytest.raises(ValueError, match="flattened.*reshape"):
-            to_image_array(np.zeros((10, 64)))
+            to_array(np.zeros(shape))
 
     def test_empty(self):
         with pytest.raises(ValueError, match="empty"):
-            to_image_array(np.zeros((0, 8, 8)))
+            to_array(np.zeros((0, 8, 8)))
         with pytest.raises(ValueError, match="empty"):
-            to_image_array([])
+            to_array([])
 
     @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
     def test_non_finite(self, bad):
         x = np.zeros((3, 4, 4))
         x[1, 2, 3] = bad
         with pytest.raises(ValueError, match="NaN or infinite"):
-            to_image_array(x)
+            to_array(x)
 
     def test_ragged_list(self):
         with pytest.raises(ValueError, match="same shape"):
-            to_image_array([np.zeros((8, 8)), np.zeros((9, 9))])
+            to_array([np.zeros((8, 8)), np.zeros((9, 9))])
 
-    def test_strings(self):
+    def test_not_numbers(self):
         with pytest.raises(TypeError, match="numbers"):
-            to_image_array(np.full((2, 3, 3), "a"))
+            to_array(np.full((2, 3, 3), "a"))
+        x = np.ones((2, 3), dtype=object)
+        x[0, 0] = {"a": 1}
+        with pytest.raises(TypeError, match="argument must be a string.* number"):
+            to_array(x)
+        with pytest.raises(ValueError, match="Complex"):
+            to_array(np.ones((2, 3, 3), dtype=complex))
 
-    def test_match_image_shape_grayscale_equivalence(self):
-        assert match_image_shape(np.zeros((2, 8, 8, 1)), (8, 8)).shape == (2, 8, 8)
-        assert match_image_shape(np.zeros((2, 8, 8)), (8, 8, 1)).shape == (2, 8, 8, 1)
-        with pytest.raises(ValueError, match=r"fitted on images of shape \(8, 8\)"):
-            match_image_shape(np.zeros((2, 9, 9)), (8, 8))
+    def test_sparse(self):
+        import scipy.sparse
+
+        with pytest.raises(TypeError, match="Sparse"):
+            to_array(scipy.sparse.csr_matrix(np.eye(4)))
+
+
+class TestInputSpec:
+    def test_images(self):
+        assert InputSpec.infer(np.zeros((2, 8, 8))) == InputSpec((8, 8), (8, 8, 1))
+        assert InputSpec.infer(np.zeros((2, 32, 30, 3))) == InputSpec((32, 30, 3), (32, 30, 3))
+
+    def test_two_d(self):
+        assert InputSpec.infer(np.zeros((2, 784))) == InputSpec((784,), (28, 28, 1))
+        assert InputSpec.infer(np.zeros((2, 3072)), input_shape=(32, 32, 3)) == InputSpec((3072,), (32, 32, 3))
+        assert InputSpec.infer(np.zeros((2, 10))) == InputSpec((10,), None)  # tabular
+        assert InputSpec.infer(np.zeros((2, 16))).image_shape is None  # 4x4 is too small to guess
+        with pytest.raises(ValueError, match="input_shape"):
+            InputSpec.infer(np.zeros((2, 100)), input_shape=(8, 8))
+
+    def test_conform_grayscale_and_flat_equivalence(self):
+        spec = InputSpec.infer(np.zeros((2, 8, 8)))
+        assert spec.conform(np.zeros((2, 8, 8, 1))).shape == (2, 8, 8)
+        assert spec.conform(np.zeros((2, 64))).shape == (2, 8, 8)
+        spec = InputSpec.infer(np.zeros((2, 8, 8, 1)))
+        assert spec.conform(np.zeros((2, 8, 8))).shape == (2, 8, 8, 1)
+        with pytest.raises(ValueError, match=r"fitted on images of shape \(8, 8, 1\)"):
+            spec.conform(np.zeros((2, 9, 9)))
         with pytest.raises(ValueError, match="fitted on images"):
-            match_image_shape(np.zeros((2, 8, 8, 3)), (8, 8, 1))
+            spec.conform(np.zeros((2, 8, 8, 3)))
+        with pytest.raises(ValueError, match="X has 63 features, but ImageClassifier is expecting 64"):
+            spec.conform(np.zeros((2, 63)))
 
 
 class TestLabelCoder:
@@ -80,7 +109,7 @@ class TestLabelCoder:
         np.testing.assert_array_equal(coder.decode([2, 0]), np.eye(3, dtype=np.float32)[[2, 0]])
 
     def test_single_class(self):
-        with pytest.raises(ValueError, match="single class"):
+        with pytest.raises(ValueError, match="only one class"):
             LabelCoder().fit([4, 4, 4])
 
     def test_continuous(self):

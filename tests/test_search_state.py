@@ -7,6 +7,7 @@ import pytest
 
 from automl_kit import ImageClassifier
 from automl_kit.blocks import MacroSearchSpace
+from automl_kit.data import InputSpec
 from automl_kit.tuner import Project, RandomSearch, SearchData, SearchFailed
 from automl_kit.tuner.project import write_json_atomic
 
@@ -99,8 +100,8 @@ def test_max_model_size_is_honoured(small_digits):
 
 def _search_data(x, y):
     x = np.asarray(x, np.float32)
-    return SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:], image_shape=(8, 8),
-                      num_classes=10, mean=(0.0,), variance=(1.0,))
+    return SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:],
+                      input_spec=InputSpec((8, 8), (8, 8, 1)), num_classes=10, mean=(0.0,), variance=(1.0,))
 
 
 def test_nan_trial_is_recorded_as_failed_and_search_goes_on(small_digits, tmp_path):

@@ -79,6 +79,7 @@ class Architecture:
 
     def to_dict(self):
         return {
+            "type": "cnn",
             "filters": int(self.filters),
             "stages": [[{"op": l.op, "skips": list(l.skips)} for l in stage] for stage in self.stages],
             "stem_strides": int(self.stem_strides),
@@ -111,3 +112,40 @@ class Architecture:
         )
         stem = f" | stem stride {self.stem_strides}" if self.stem_strides != 1 else ""
         return f"{self.filters} filters{stem} | {stages} | dropout {self.dropout}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseArchitecture:
+    """A multilayer perceptron, for 2-D input that is not an image.
+
+    Example:
+
+    >>> print(DenseArchitecture(units=(128, 64), dropout=0.25))
+    dense 128 > 64 | dropout 0.25
+    """
+
+    units: tuple
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "units", tuple(int(u) for u in self.units))
+        if not self.units or min(self.units) < 1:
+            raise ValueError(f"units must be a non-empty tuple of positive ints; got {self.units}.")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
+
+    def to_dict(self):
+        return {"type": "dense", "units": list(self.units), "dropout": float(self.dropout)}
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def __str__(self):
+        return f"dense {' > '.join(map(str, self.units))} | dropout {self.dropout}"
+
+
+def architecture_from_dict(config):
+    """Rebuilds an Architecture or DenseArchitecture from its `to_dict()`."""
+    if config.get("type", "cnn") == "dense":
+        return DenseArchitecture(units=tuple(config["units"]), dropout=config.get("dropout", 0.0))
+    return Architecture.from_dict(config)

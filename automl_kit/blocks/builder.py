@@ -8,9 +8,11 @@ file loads with plain `keras.models.load_model`, no `custom_objects`.
 Example:
 
 >>> from automl_kit.blocks.search_space import MacroSearchSpace
+>>> from automl_kit.data import InputSpec
 >>> import numpy as np
 >>> arch = MacroSearchSpace((8, 8)).sample(np.random.default_rng(0))
->>> model = build_model(arch, (8, 8), num_classes=10, mean=[0.0], variance=[1.0])
+>>> spec = InputSpec(input_shape=(8, 8), image_shape=(8, 8, 1))
+>>> model = build_model(arch, spec, num_classes=10, mean=[0.0], variance=[1.0])
 >>> model.output_shape
 (None, 10)
 """
@@ -18,25 +20,46 @@ Example:
 import keras
 from keras import layers
 
+from automl_kit.blocks.architecture import DenseArchitecture
 from automl_kit.blocks.ops import apply_op, reduction, stem
 
 
-def build_model(architecture, image_shape, num_classes, mean, variance, name="automl_kit_model"):
+def build_model(architecture, input_spec, num_classes, mean, variance, name="automl_kit_model"):
     """Returns an uncompiled `keras.Model` for `architecture`.
 
     Args:
-        architecture: an `Architecture`.
-        image_shape: one image's shape as the user passes it, (H, W) or (H, W, C).
+        architecture: an `Architecture`, or a `DenseArchitecture` for tabular input.
+        input_spec: an `InputSpec`: the shape one sample has as the user
+            passes it, and the image shape the network sees.
         num_classes: number of output probabilities.
-        mean, variance: per-channel statistics of the training images, baked
-            into a `Normalization` layer.
+        mean, variance: per-channel (per-feature for tabular input)
+            statistics of the training data, baked into a `Normalization` layer.
     """
-    image_shape = tuple(int(d) for d in image_shape)
-    inputs = keras.Input(shape=image_shape, name="image")
+    input_shape = tuple(int(d) for d in input_spec.input_shape)
+    inputs = keras.Input(shape=input_shape, name="image" if input_spec.is_image else "features")
     x = inputs
-    if len(image_shape) == 2:
-        x = layers.Reshape(image_shape + (1,), name="add_channel_axis")(x)
+    if input_spec.is_image and input_shape != tuple(input_spec.image_shape):
+        x = layers.Reshape(tuple(input_spec.image_shape), name="to_image")(x)
     x = layers.Normalization(axis=-1, mean=list(mean), variance=list(variance), name="normalize")(x)
+    if isinstance(architecture, DenseArchitecture):
+        x = _dense_body(architecture, x)
+    else:
+        x = _convolutional_body(architecture, x)
+    if architecture.dropout > 0:
+        x = layers.Dropout(architecture.dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _dense_body(architecture, x):
+    # No batch normalisation here: tabular sets are often tiny, and moving
+    # statistics from a handful of steps would be far from the data.
+    for i, units in enumerate(architecture.units):
+        x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
+    return x
+
+
+def _convolutional_body(architecture, x):
     filters = architecture.filters
     x = stem(x, filters, architecture.stem_strides)
     for s, stage in enumerate(architecture.stages):
@@ -52,8 +75,4 @@ def build_model(architecture, image_shape, num_classes, mean, variance, name="au
             tensors.append(y)
         x = tensors[-1]
     x = layers.ReLU(name="head_relu")(x)
-    x = layers.GlobalAveragePooling2D(name="head_pool")(x)
-    if architecture.dropout > 0:
-        x = layers.Dropout(architecture.dropout, name="head_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return layers.GlobalAveragePooling2D(name="head_pool")(x)

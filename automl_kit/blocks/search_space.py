@@ -19,7 +19,7 @@ Example:
 
 import math
 
-from automl_kit.blocks.architecture import Architecture, LayerSpec
+from automl_kit.blocks.architecture import Architecture, DenseArchitecture, LayerSpec
 from automl_kit.blocks.ops import OP_NAMES
 
 
@@ -68,3 +68,28 @@ class MacroSearchSpace:
             stem_strides=self.stem_strides,
             dropout=0.0,
         )
+
+
+class DenseSearchSpace:
+    """Multilayer perceptrons, the fallback for 2-D input that is not an image."""
+
+    units_choices = (32, 64, 128, 256)
+    depth_choices = (1, 2, 3)
+    dropout_choices = (0.0, 0.25, 0.5)
+
+    def sample(self, rng):
+        depth = int(rng.choice(self.depth_choices))
+        return DenseArchitecture(
+            units=tuple(int(rng.choice(self.units_choices)) for _ in range(depth)),
+            dropout=float(rng.choice(self.dropout_choices)),
+        )
+
+    def smallest(self):
+        return DenseArchitecture(units=(min(self.units_choices),), dropout=0.0)
+
+
+def search_space_for(input_spec):
+    """The search space that fits `input_spec`: convolutional for images, dense otherwise."""
+    if input_spec.is_image:
+        return MacroSearchSpace(input_spec.image_shape)
+    return DenseSearchSpace()

@@ -11,12 +11,19 @@ Example:
 ['cat', 'dog']
 """
 
+import warnings
+
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import type_of_target
 
 
 def _as_label_array(y, name):
+    if y is None:
+        raise ValueError(
+            "ImageClassifier requires y to be passed, but the target y is None. Pass one class label per image."
+        )
     if isinstance(y, (pd.Series, pd.Index, pd.Categorical)):
         y = np.asarray(y)
     elif isinstance(y, pd.DataFrame):
@@ -24,6 +31,12 @@ def _as_label_array(y, name):
     else:
         y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change the shape "
+            "of y to (n_samples,), for example using ravel().",
+            DataConversionWarning,
+            stacklevel=3,
+        )
         y = y[:, 0]
     if y.ndim == 0 or y.ndim > 2:
         raise ValueError(
@@ -40,6 +53,8 @@ def _as_label_array(y, name):
             f"`{name}` contains {int(np.sum(missing))} missing labels (NaN/None). "
             "Drop those samples or give them a class."
         )
+    if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)):
+        raise ValueError(f"`{name}` contains infinite labels; pass class labels.")
     return y
 
 
@@ -73,15 +88,15 @@ class LabelCoder:
                     )
             elif type_of_target(y) == "continuous":
                 raise ValueError(
-                    f"`{name}` holds continuous float values (e.g. {y[0]!r}), which "
-                    "look like regression targets. ImageClassifier needs class "
+                    f"Unknown label type: `{name}` holds continuous float values (e.g. {y[0]!r}), "
+                    "which look like regression targets. ImageClassifier needs class "
                     "labels: ints, strings, bools or one-hot rows."
                 )
             self.one_hot_ = False
             self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(
-                f"`{name}` has a single class {self.classes_.tolist()}; a classifier "
+                f"`{name}` has only one class {self.classes_.tolist()}; a classifier "
                 "needs at least two classes."
             )
         return self

@@ -15,19 +15,31 @@ from automl_kit.tuner.trial import COMPLETED, FAILED, Trial
 
 @dataclasses.dataclass(frozen=True)
 class SearchData:
-    """The adapted data a search works on: images as passed, labels as 0..K-1."""
+    """The adapted data a search works on.
+
+    Samples are shaped as `input_spec.input_shape`, labels are 0..K-1, and the
+    weights (None when all samples count the same) fold in `class_weight`.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
-    image_shape: tuple
+    input_spec: object
     num_classes: int
     mean: tuple
     variance: tuple
+    w_train: np.ndarray = None
+    w_val: np.ndarray = None
 
     def build(self, architecture):
-        return build_model(architecture, self.image_shape, self.num_classes, self.mean, self.variance)
+        return build_model(architecture, self.input_spec, self.num_classes, self.mean, self.variance)
+
+    @property
+    def validation_data(self):
+        if self.w_val is None:
+            return (self.x_val, self.y_val)
+        return (self.x_val, self.y_val, self.w_val)
 
     @property
     def growth(self):
@@ -93,8 +105,8 @@ class SearchStrategy(abc.ABC):
             model = data.build(architecture)
             trial.params = int(model.count_params())
             history = training.train(
-                model, data.x_train, data.y_train,
-                validation_data=(data.x_val, data.y_val), objective=self.objective,
+                model, data.x_train, data.y_train, sample_weight=data.w_train,
+                validation_data=data.validation_data, objective=self.objective,
                 epochs=epochs, batch_size=batch_size, callbacks=callbacks, deadline=deadline,
                 verbose=2 if verbose >= 2 else 0,
             )

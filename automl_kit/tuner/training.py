@@ -52,7 +52,7 @@ def best_epoch(history, objective):
     return float(values[index]), index + 1
 
 
-def train(model, x, y, *, epochs, batch_size, validation_data=None, objective=None,
+def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_data=None, objective=None,
           callbacks=(), deadline=None, verbose=0):
     """Compiles and fits `model`; returns its history as a dict of lists.
 
@@ -71,7 +71,7 @@ def train(model, x, y, *, epochs, batch_size, validation_data=None, objective=No
     if deadline is not None:
         all_callbacks.append(Deadline(deadline))
     history = model.fit(
-        x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+        x, y, sample_weight=sample_weight, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
         callbacks=all_callbacks, verbose=verbose, shuffle=True,
     ).history
     losses = history.get("loss", [])

@@ -3,7 +3,7 @@
 import dataclasses
 import math
 
-from automl_kit.blocks.architecture import Architecture
+from automl_kit.blocks.architecture import architecture_from_dict
 
 COMPLETED = "completed"
 FAILED = "failed"
@@ -19,7 +19,7 @@ class Trial:
     """
 
     trial_id: str
-    architecture: Architecture
+    architecture: object  # an Architecture or DenseArchitecture
     status: str
     score: float = None
     best_epoch: int = None
@@ -44,5 +44,5 @@ class Trial:
     @classmethod
     def from_dict(cls, record):
         record = dict(record)
-        record["architecture"] = Architecture.from_dict(record["architecture"])
+        record["architecture"] = architecture_from_dict(record["architecture"])
         return cls(**record)
