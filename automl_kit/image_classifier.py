@@ -251,6 +251,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 )
             if not np.all(np.isfinite(weights)) or np.any(weights < 0):
                 raise ValueError("sample_weight must hold finite, non-negative numbers.")
+            if not np.any(weights > 0):
+                raise ValueError("sample_weight is zero for every sample; give some samples a positive weight.")
         if self.class_weight is not None:
             if self.class_weight == "balanced":
                 per_class = compute_class_weight("balanced", classes=np.arange(n_classes), y=labels)
@@ -372,7 +374,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------- pickle --
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ returns the live __dict__
         if "model_" in state:
             # The model travels as the bytes of its .keras file: no Keras object is pickled.
             state["model_"] = _model_to_bytes(state["model_"])

@@ -23,8 +23,6 @@ FAST = dict(max_trials=1, epochs=10, seed=0)
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data":
         "stochastic minibatch training: integer weights and repeated rows give different batches",
-    "check_sample_weights_invariance(kind=zeros)":
-        "rows with zero weight still change minibatch composition, so the trained nets differ",
 }
 
 
@@ -103,7 +101,7 @@ def test_pipeline(flat_digits):
 def test_grid_search(flat_digits):
     x, y = flat_digits
     grid = GridSearchCV(ImageClassifier(epochs=3, seed=0), {"max_trials": [1, 2]}, cv=2)
-    grid.fit(x, y, verbose=0)
+    grid.fit(x[:300], y[:300], verbose=0)
     assert grid.best_params_["max_trials"] in (1, 2)
     assert len(grid.cv_results_["mean_test_score"]) == 2
 

@@ -71,8 +71,13 @@ def to_array(x, name="x"):
             "(N, H, W) for grayscale or (N, H, W, C) with channels last, or "
             f"flattened images / features as (N, F).{hint}"
         )
-    if x.shape[0] == 0 or 0 in x.shape[1:]:
-        raise ValueError(f"`{name}` is empty (shape {x.shape}): pass at least one sample with at least one value.")
+    if x.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty (shape {x.shape}): pass at least one sample.")
+    if 0 in x.shape[1:]:
+        raise ValueError(
+            f"`{name}` has 0 feature(s) (shape={x.shape}) while a minimum of 1 is required: "
+            "each sample needs at least one value."
+        )
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise ValueError(

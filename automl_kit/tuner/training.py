@@ -8,6 +8,9 @@ import numpy as np
 
 LEARNING_RATE = 1e-3
 EARLY_STOPPING_PATIENCE = 3
+# A tiny training set is repeated within an epoch up to this many steps, so an
+# "epoch" moves the weights enough on 50 samples as on 50,000.
+MIN_STEPS_PER_EPOCH = 20
 
 
 class TrainingFailed(RuntimeError):
@@ -70,6 +73,10 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
         )
     if deadline is not None:
         all_callbacks.append(Deadline(deadline))
+    repeats = math.ceil(MIN_STEPS_PER_EPOCH * batch_size / len(x))
+    if repeats > 1:
+        x, y = np.tile(x, (repeats,) + (1,) * (x.ndim - 1)), np.tile(y, repeats)
+        sample_weight = None if sample_weight is None else np.tile(sample_weight, repeats)
     history = model.fit(
         x, y, sample_weight=sample_weight, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
         callbacks=all_callbacks, verbose=verbose, shuffle=True,
