@@ -11,6 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from automl_kit import export
 from automl_kit.blocks.search_space import search_space_for
 from automl_kit.data import InputSpec, LabelCoder, to_array, validation_split_indices
 from automl_kit.tuner import Project, SearchData, get_strategy
@@ -303,6 +304,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             model = self._train_final(best, data, batch_size, callbacks, budget, seed, verbose)
             model.save(project.best_model_path)
             project.update_state(status="completed", best_trial=best.trial_id)
+            if verbose:
+                print(f"Final model: {model.count_params():,} parameters, "
+                      f"{os.path.getsize(project.best_model_path) / 1e6:.2f} MB as .keras.")
         self.model_ = model
         self.trials_ = trials
         self.best_trial_ = best
@@ -362,15 +366,32 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         picked = np.clip(proba[np.arange(len(labels)), labels], 1e-7, 1.0)
         return {"loss": float(-np.mean(np.log(picked))), "accuracy": float(np.mean(proba.argmax(axis=1) == labels))}
 
-    def export_model(self):
-        """Returns the final model (trained on training + validation data) as a plain `keras.Model`.
+    def export_model(self, path=None, format="keras"):
+        """Returns the deployable final model, and writes it to `path` if given.
 
-        It takes raw samples as `fit` did and outputs probabilities over
-        `classes_`. Saved with `.save("best.keras")`, it loads with plain
-        `keras.models.load_model`, without automl_kit or `custom_objects`.
+        The model is the one trained on training + validation data, built
+        from standard Keras layers only. It takes raw samples as `fit` did and
+        returns `{"probabilities": (N, K), "label": (N,)}`: the labels are
+        the user's own (strings come back as bytes). Saved as `.keras` it loads
+        with plain `keras.models.load_model(path)`, without automl_kit or
+        `custom_objects`, in safe mode.
+
+        Args:
+            path: where to write the model; `None` writes nothing.
+            format: `"keras"` (a `.keras` file), `"saved_model"` (a TF
+                SavedModel folder with a `serve` signature), `"tflite"` (a
+                TFLite flatbuffer), or `"onnx"` (probabilities only; needs
+                `pip install 'automl_kit[onnx]'`).
         """
         check_is_fitted(self, "model_")
-        return self.model_
+        if format not in export.FORMATS:
+            raise ValueError(f"format must be one of {export.FORMATS}; got {format!r}.")
+        if path is None and format != "keras":
+            raise ValueError(f"Exporting as {format!r} needs a path to write to.")
+        model = export.with_labels(self.model_, self.classes_, one_hot=self.label_coder_.one_hot_)
+        if path is not None:
+            export.save(model, path, format)
+        return model
 
     # -------------------------------------------------------------- pickle --
     def __getstate__(self):

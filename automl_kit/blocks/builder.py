@@ -1,6 +1,6 @@
 """Build an Architecture into a standalone functional Keras model.
 
-The model holds its own preprocessing (channel axis, normalisation), so it
+The model holds its own preprocessing (channel axis, standardisation), so it
 takes raw images, uint8 or float, in the same form as `fit` did, and outputs
 class probabilities. It uses standard Keras layers only: the saved `.keras`
 file loads with plain `keras.models.load_model`, no `custom_objects`.
@@ -18,13 +18,17 @@ Example:
 """
 
 import keras
+import numpy as np
 from keras import layers
 
 from automl_kit.blocks.architecture import DenseArchitecture
 from automl_kit.blocks.ops import apply_op, reduction, stem
 
 
-def build_model(architecture, input_spec, num_classes, mean, variance, name="automl_kit_model"):
+MODEL_NAME = "automl_kit_model"
+
+
+def build_model(architecture, input_spec, num_classes, mean, variance, name=MODEL_NAME):
     """Returns an uncompiled `keras.Model` for `architecture`.
 
     Args:
@@ -33,14 +37,20 @@ def build_model(architecture, input_spec, num_classes, mean, variance, name="aut
             passes it, and the image shape the network sees.
         num_classes: number of output probabilities.
         mean, variance: per-channel (per-feature for tabular input)
-            statistics of the training data, baked into a `Normalization` layer.
+            statistics of the training data, baked into the model.
     """
     input_shape = tuple(int(d) for d in input_spec.input_shape)
     inputs = keras.Input(shape=input_shape, name="image" if input_spec.is_image else "features")
     x = inputs
     if input_spec.is_image and input_shape != tuple(input_spec.image_shape):
         x = layers.Reshape(tuple(input_spec.image_shape), name="to_image")(x)
-    x = layers.Normalization(axis=-1, mean=list(mean), variance=list(variance), name="normalize")(x)
+    # Standardisation as a Rescaling layer: its scale and offset are plain
+    # numbers in the config, so every export format (ONNX included) keeps them
+    # as constants. A channel with no variance is only centred.
+    std = [float(np.sqrt(v)) if v > 1e-12 else 1.0 for v in variance]
+    x = layers.Rescaling(
+        scale=[1.0 / s for s in std], offset=[-m / s for m, s in zip(mean, std)], name="normalize"
+    )(x)
     if isinstance(architecture, DenseArchitecture):
         x = _dense_body(architecture, x)
     else:

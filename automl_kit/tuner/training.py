@@ -46,13 +46,24 @@ def objective_direction(objective):
 
 
 def best_epoch(history, objective):
-    """Returns (best value, 1-based epoch) of `objective` in a Keras history dict."""
+    """Returns (best value, 1-based epoch) of `objective` in a Keras history dict.
+
+    >>> best_epoch({"val_accuracy": [0.5, 0.9, 0.8, 0.9]}, "val_accuracy")
+    (0.9, 4)
+    >>> best_epoch({"val_loss": [0.5, 0.2, 0.3]}, "val_loss")
+    (0.2, 2)
+    """
     values = np.asarray(history[objective], dtype=float)
     if not np.any(np.isfinite(values)):
         raise TrainingFailed(f"{objective} was never finite.")
-    values = np.where(np.isfinite(values), values, np.inf if objective_direction(objective) == "min" else -np.inf)
-    index = int(np.argmin(values) if objective_direction(objective) == "min" else np.argmax(values))
-    return float(values[index]), index + 1
+    if objective_direction(objective) == "min":
+        values = -values
+    values = np.where(np.isfinite(values), values, -np.inf)
+    # The last epoch that reaches the best value: on a tie, the final model
+    # (trained on more data) is better served by the longer schedule.
+    index = len(values) - 1 - int(np.argmax(values[::-1]))
+    best = values[index]
+    return float(-best if objective_direction(objective) == "min" else best), index + 1
 
 
 def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_data=None, objective=None,

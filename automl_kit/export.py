@@ -1,0 +1,89 @@
+"""Export: the deployable model, with the class labels inside, in four formats.
+
+The deployable model wraps the trained network. It takes raw samples in the
+form `fit` got (uint8 or float, `(N, H, W)` or `(N, H, W, C)`, or flat rows)
+and returns a dict of two outputs:
+
+- `"probabilities"`: `(N, K)` float32, column k for class k;
+- `"label"`: `(N,)` the predicted label itself, through a standard
+  `IntegerLookup(invert=True)` layer for integer labels and
+  `StringLookup(invert=True)` (bytes; `.astype(str)` decodes) for anything else.
+
+Both are standard Keras layers and ops, so the `.keras` file loads with plain
+`keras.models.load_model(path)`, in safe mode, without automl_kit.
+"""
+
+import importlib.util
+import os
+import tempfile
+
+import keras
+import numpy as np
+from keras import layers
+
+from automl_kit.blocks.builder import MODEL_NAME
+
+FORMATS = ("keras", "saved_model", "tflite", "onnx")
+
+
+def label_lookup(classes):
+    """The standard Keras layer that maps class indices to the labels in `classes`."""
+    classes = np.asarray(classes)
+    if np.issubdtype(classes.dtype, np.integer):
+        return layers.IntegerLookup(
+            vocabulary=classes.astype(np.int64), invert=True, num_oov_indices=0,
+            oov_token=int(classes.min()) - 1, name="label",
+        )
+    return layers.StringLookup(vocabulary=[str(c) for c in classes], invert=True, num_oov_indices=0, name="label")
+
+
+def with_labels(model, classes, one_hot=False):
+    """Returns a model with outputs {"probabilities", "label"} around the trained `model`.
+
+    For one-hot targets the label is the class index, the position of the 1.
+    """
+    inputs = keras.Input(shape=model.input_shape[1:], name=model.inputs[0].name)
+    probabilities = model(inputs)
+    index = keras.ops.argmax(probabilities, axis=-1)
+    lookup = label_lookup(np.arange(len(classes)) if one_hot else classes)
+    return keras.Model(inputs, {"probabilities": probabilities, "label": lookup(index)}, name="automl_kit_classifier")
+
+
+def save(model, path, format="keras"):
+    """Writes the labelled `model` (from `with_labels`) to `path` in `format`, one of FORMATS.
+
+    TFLite's built-in ops and ONNX have no string lookup tables, so those
+    files hold the probabilities alone; the labels go beside them, one per
+    line in column order, in `<path>.labels.txt`.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}; got {format!r}.")
+    path = os.fspath(path)
+    if format == "keras":
+        if not path.endswith(".keras"):
+            raise ValueError(f"A Keras model file must end in .keras; got {path!r}.")
+        model.save(path)
+        return
+    if format == "saved_model":
+        model.export(path, format="tf_saved_model", verbose=False)
+        return
+    network = model.get_layer(MODEL_NAME)
+    if format == "tflite":
+        _save_tflite(network, path)
+    else:
+        if importlib.util.find_spec("tf2onnx") is None or importlib.util.find_spec("onnxruntime") is None:
+            raise ImportError("ONNX export needs tf2onnx and onnxruntime: pip install 'automl_kit[onnx]'.")
+        network.export(path, format="onnx", verbose=False)
+    labels = model.get_layer("label").get_vocabulary()
+    with open(path + ".labels.txt", "w") as f:
+        f.write("".join(f"{label}\n" for label in labels))
+
+
+def _save_tflite(network, path):
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="automl_kit_") as folder:
+        network.export(folder, format="tf_saved_model", verbose=False)
+        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(folder).convert()
+    with open(path, "wb") as f:
+        f.write(flatbuffer)
