@@ -1,5 +1,6 @@
 """`ImageClassifier`: the estimator facade over adapt -> search -> build -> train -> export."""
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -80,6 +81,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             at least 64 is read as square grayscale images (784 -> 28x28) and
             any other 2-D input as tabular features, searched with dense networks.
         class_weight: `{label: weight}` or `"balanced"`; multiplies `sample_weight`.
+        max_consecutive_failed_trials: the search stops with an error listing
+            the reasons once this many trials in a row failed (a diverging
+            loss, running out of memory, an error while building).
 
     Example:
 
@@ -93,7 +97,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, max_trials=10, tuner="random", directory=None, project_name="image_classifier",
                  overwrite=False, seed=None, objective="val_accuracy", max_model_size=None, time_limit=None,
-                 epochs=None, input_shape=None, class_weight=None):
+                 epochs=None, input_shape=None, class_weight=None, max_consecutive_failed_trials=3):
         self.max_trials = max_trials
         self.tuner = tuner
         self.directory = directory
@@ -106,6 +110,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.epochs = epochs
         self.input_shape = input_shape
         self.class_weight = class_weight
+        self.max_consecutive_failed_trials = max_consecutive_failed_trials
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -153,6 +158,47 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
         callbacks = list(callbacks or [])
 
+        data, coder, data_fingerprint = self._adapt(x, y, sample_weight, validation_split, validation_data)
+        spec = data.input_spec
+        space = search_space_for(spec)
+        if self.max_model_size is not None:
+            smallest = data.build(space.smallest()).count_params()
+            keras.backend.clear_session()
+            if smallest > self.max_model_size:
+                raise ValueError(
+                    f"max_model_size={self.max_model_size} is below the smallest model in the "
+                    f"search space for samples of shape {spec.input_shape} ({smallest:,} parameters). "
+                    "Raise max_model_size or pass None."
+                )
+
+        fingerprint = {
+            **data_fingerprint,
+            "settings": {
+                "tuner": self.tuner, "seed": self.seed, "objective": self.objective,
+                "max_model_size": self.max_model_size, "epochs": int(epochs), "batch_size": int(batch_size),
+                "validation_split": None if validation_data is not None else float(validation_split),
+                "input_shape": list(spec.input_shape),
+                "image_shape": None if spec.image_shape is None else list(spec.image_shape),
+            },
+        }
+        with contextlib.ExitStack() as stack:
+            folder = self.directory
+            if folder is None:
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="automl_kit_"))
+            project = Project(os.path.join(folder, self.project_name))
+            with project.locked():
+                project.start(fingerprint, overwrite=self.overwrite)
+                self._search_and_train(project, data, space, epochs, batch_size, callbacks, budget, verbose)
+
+        self.label_coder_ = coder
+        self.classes_ = coder.classes_
+        self.input_spec_ = spec
+        self.n_features_in_ = spec.n_features
+        self.fit_seconds_ = time.monotonic() - started
+        return self
+
+    def _adapt(self, x, y, sample_weight, validation_split, validation_data):
+        """Checks and converts the user's data; returns (SearchData, LabelCoder, data fingerprint)."""
         validate_data(self, X=x, y=y, reset=True, skip_check_array=True, ensure_2d=False)  # feature names
         x = to_array(x, name="x")
         spec = InputSpec.infer(x, self.input_shape)
@@ -177,49 +223,17 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             x_train, y_train, x_val, y_val = x[train_idx], labels[train_idx], x[val_idx], labels[val_idx]
             w_train, w_val = (None, None) if weights is None else (weights[train_idx], weights[val_idx])
 
-        view = x_train.reshape((-1, spec.network_shape[-1])).astype(np.float64)
+        channels = x_train.reshape((-1, spec.network_shape[-1]))
         data = SearchData(
             x_train=x_train, y_train=y_train, w_train=w_train, x_val=x_val, y_val=y_val, w_val=w_val,
             input_spec=spec, num_classes=len(coder.classes_),
-            mean=tuple(view.mean(axis=0)), variance=tuple(view.var(axis=0)),
+            mean=tuple(channels.mean(axis=0, dtype=np.float64)), variance=tuple(channels.var(axis=0, dtype=np.float64)),
         )
-        del view
-        space = search_space_for(spec)
-        if self.max_model_size is not None:
-            smallest = data.build(space.smallest()).count_params()
-            keras.backend.clear_session()
-            if smallest > self.max_model_size:
-                raise ValueError(
-                    f"max_model_size={self.max_model_size} is below the smallest model in the "
-                    f"search space for samples of shape {spec.input_shape} ({smallest:,} parameters). "
-                    "Raise max_model_size or pass None."
-                )
-
         fingerprint = {
             "data": _fingerprint(x, labels, weights),
             "validation": None if validation_data is None else _fingerprint(x_val, y_val),
-            "settings": {
-                "tuner": self.tuner, "seed": self.seed, "objective": self.objective,
-                "max_model_size": self.max_model_size, "epochs": int(epochs), "batch_size": int(batch_size),
-                "validation_split": None if validation_data is not None else float(validation_split),
-                "input_shape": list(spec.input_shape),
-                "image_shape": None if spec.image_shape is None else list(spec.image_shape),
-            },
         }
-        if self.directory is None:
-            with tempfile.TemporaryDirectory(prefix="automl_kit_") as folder:
-                project = Project.open(os.path.join(folder, self.project_name), fingerprint)
-                self._search_and_train(project, data, space, epochs, batch_size, callbacks, budget, verbose)
-        else:
-            project = Project.open(os.path.join(self.directory, self.project_name), fingerprint, self.overwrite)
-            self._search_and_train(project, data, space, epochs, batch_size, callbacks, budget, verbose)
-
-        self.label_coder_ = coder
-        self.classes_ = coder.classes_
-        self.input_spec_ = spec
-        self.n_features_in_ = spec.n_features
-        self.fit_seconds_ = time.monotonic() - started
-        return self
+        return data, coder, fingerprint
 
     def _check_params(self):
         get_strategy(self.tuner)
@@ -237,6 +251,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             isinstance(self.time_limit, (int, float, np.number)) and self.time_limit > 0
         ):
             raise ValueError(f"time_limit must be a positive number of seconds or None; got {self.time_limit!r}.")
+        if not isinstance(self.max_consecutive_failed_trials, (int, np.integer)) or self.max_consecutive_failed_trials < 1:
+            raise ValueError(
+                f"max_consecutive_failed_trials must be a positive int; got {self.max_consecutive_failed_trials!r}."
+            )
         if self.class_weight is not None and self.class_weight != "balanced" and not isinstance(self.class_weight, dict):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}; got {self.class_weight!r}.")
 
@@ -282,7 +300,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             project.update_state(seed=seed)
         strategy = get_strategy(self.tuner)(
             project=project, search_space=space, objective=self.objective, seed=int(seed),
-            max_model_size=self.max_model_size,
+            max_model_size=self.max_model_size, max_consecutive_failures=self.max_consecutive_failed_trials,
         )
         trials = project.load_trials()
         if (state.get("status") == "completed" and len(trials) >= self.max_trials

@@ -120,7 +120,7 @@ def test_nan_trial_is_recorded_as_failed_and_search_goes_on(small_digits, tmp_pa
             return model
 
     data = FlakyData(**{f: getattr(good, f) for f in good.__dataclass_fields__})
-    project = Project.open(str(tmp_path / "p"), fingerprint={"test": 1})
+    project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
     search = RandomSearch(project=project, search_space=MacroSearchSpace((8, 8)), objective="val_accuracy", seed=0)
     trials = search.search(data, max_trials=2, epochs=1, batch_size=32, verbose=0)
     assert [t.status for t in trials] == ["failed", "completed"]
@@ -138,7 +138,7 @@ def test_consecutive_failures_stop_the_search_with_reasons(small_digits, tmp_pat
             raise RuntimeError("cannot build this one")
 
     data = BrokenData(**{f: getattr(good, f) for f in good.__dataclass_fields__})
-    project = Project.open(str(tmp_path / "p"), fingerprint={"test": 1})
+    project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
     search = RandomSearch(project=project, search_space=MacroSearchSpace((8, 8)), objective="val_accuracy", seed=0)
     with pytest.raises(SearchFailed, match="cannot build this one"):
         search.search(data, max_trials=10, epochs=1, batch_size=32, verbose=0)
@@ -164,3 +164,67 @@ def test_time_budget_keeps_time_for_the_final_training():
     assert budget.search_deadline(slow, data_growth=1.25) - budget.start == pytest.approx(500)
     assert budget.search_deadline(quick, data_growth=1.25) - budget.start == pytest.approx(750)
     assert budget.final_training_estimate(quick, 1.25) == pytest.approx(125)
+
+
+def test_a_second_process_gets_the_lock_error_at_once(small_digits, tmp_path, no_training):
+    import subprocess
+    import sys
+
+    from automl_kit.tuner import ProjectLocked
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        project = tmp_path / "image_classifier"
+        project.mkdir()
+        (project / "lock.json").write_text(json.dumps({"pid": holder.pid, "host": __import__("socket").gethostname()}))
+        x, y = small_digits
+        started = time.monotonic()
+        with pytest.raises(ProjectLocked, match=f"in use by process {holder.pid}"):
+            ImageClassifier(max_trials=1, directory=str(tmp_path)).fit(x, y, verbose=0)
+        assert time.monotonic() - started < 30
+        with pytest.raises(ProjectLocked):  # overwrite=True must not wipe a project in use either
+            ImageClassifier(max_trials=1, directory=str(tmp_path), overwrite=True).fit(x, y, verbose=0)
+        assert (project / "lock.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+_SEARCH_SCRIPT = """
+import sys
+from sklearn.datasets import load_digits
+from automl_kit import ImageClassifier
+d = load_digits()
+ImageClassifier(max_trials=int(sys.argv[2]), seed=0, directory=sys.argv[1]).fit(
+    d.images[:400], d.target[:400], epochs=int(sys.argv[3]), verbose=0)
+"""
+
+
+def test_search_killed_mid_way_resumes_without_rerunning_trials(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-c", _SEARCH_SCRIPT, str(tmp_path), "3", "4"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = tmp_path / "image_classifier" / "trials" / "0000.json"
+    deadline = time.monotonic() + 240
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first.exists(), "the first trial never finished"
+    before = _trial_records(tmp_path)
+    assert len(before) < 3, "the search finished before it could be killed"
+    assert (tmp_path / "image_classifier" / "lock.json").exists()  # left behind by the killed process
+
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = _trial_records(tmp_path)
+    assert list(after) == ["0000.json", "0001.json", "0002.json"]
+    for name, record in before.items():
+        assert after[name] == record  # same timestamps and scores: not re-run
+    state = json.load(open(tmp_path / "image_classifier" / "project.json"))
+    assert state["status"] == "completed"
+    assert not (tmp_path / "image_classifier" / "lock.json").exists()

@@ -110,15 +110,15 @@ def test_cross_val_score_uses_separate_directories_and_leaves_none(flat_digits, 
     from automl_kit.tuner import project as project_module
 
     opened = []
-    original = project_module.Project.open.__func__
+    original = project_module.Project.start
 
-    def spy(cls, path, fingerprint, overwrite=False):
-        opened.append(path)
-        project = original(cls, path, fingerprint, overwrite)
+    def spy(project, fingerprint, overwrite=False):
+        opened.append(project.path)
+        original(project, fingerprint, overwrite)
         assert project.load_trials() == [], "a fold resumed another fold's search"
         return project
 
-    monkeypatch.setattr(project_module.Project, "open", classmethod(spy))
+    monkeypatch.setattr(project_module.Project, "start", spy)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     x, y = flat_digits

@@ -1,7 +1,7 @@
 """Search strategies behind one interface, with trial records and search state on disk."""
 
 from automl_kit.tuner.base import SearchData, SearchFailed, SearchStrategy
-from automl_kit.tuner.project import Project
+from automl_kit.tuner.project import Project, ProjectLocked
 from automl_kit.tuner.random_search import RandomSearch
 from automl_kit.tuner.trial import Trial
 
@@ -15,4 +15,4 @@ def get_strategy(name):
     return STRATEGIES[name]
 
 
-__all__ = ["Project", "RandomSearch", "SearchData", "SearchFailed", "SearchStrategy", "Trial", "get_strategy"]
+__all__ = ["Project", "ProjectLocked", "RandomSearch", "SearchData", "SearchFailed", "SearchStrategy", "Trial", "get_strategy"]

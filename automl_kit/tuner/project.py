@@ -5,14 +5,18 @@ Layout:
     project.json          fingerprint of data and settings, and the status
     trials/0000.json      one record per trial
     best_model.keras      the final model, once the search completed
+    lock.json             the process searching here now, if any
 
 Opening a project never executes code: there are no pickles, only JSON and
 Keras's own weight formats.
 """
 
+import contextlib
+import datetime
 import json
 import os
 import shutil
+import socket
 import tempfile
 
 from automl_kit.tuner.trial import Trial
@@ -35,41 +39,55 @@ def write_json_atomic(path, obj):
         raise
 
 
+class ProjectLocked(RuntimeError):
+    """Another live process is searching in the same project directory."""
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Project:
-    """One search's folder. Use `Project.open` to create or resume one."""
+    """One search's folder: `with project.locked(): project.start(fingerprint)` creates or resumes it."""
 
     def __init__(self, path):
         self.path = path
         self.trials_dir = os.path.join(path, "trials")
         self.state_path = os.path.join(path, "project.json")
         self.best_model_path = os.path.join(path, "best_model.keras")
+        self.lock_path = os.path.join(path, "lock.json")
 
-    @classmethod
-    def open(cls, path, fingerprint, overwrite=False):
-        """Creates the project at `path`, or resumes it if its fingerprint matches.
+    def start(self, fingerprint, overwrite=False):
+        """Creates the project, or resumes it if its fingerprint matches; returns self.
 
-        Raises ValueError when `path` holds a search on other data or settings.
+        Call it while holding `locked()`. With `overwrite`, everything the
+        project held is deleted first. Raises ValueError when the folder
+        holds a search on other data or settings.
         """
-        if overwrite and os.path.exists(path):
-            shutil.rmtree(path)
-        project = cls(path)
-        if os.path.exists(project.state_path):
-            with open(project.state_path) as f:
-                state = json.load(f)
-            if state.get("fingerprint") != fingerprint:
-                changed = sorted(
-                    key for key in set(fingerprint) | set(state.get("fingerprint", {}))
-                    if fingerprint.get(key) != state.get("fingerprint", {}).get(key)
-                )
+        if overwrite and os.path.isdir(self.path):
+            for name in os.listdir(self.path):
+                target = os.path.join(self.path, name)
+                if target != self.lock_path:
+                    shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+        if os.path.exists(self.state_path):
+            stored = self.state.get("fingerprint", {})
+            if stored != fingerprint:
+                changed = sorted(key for key in set(fingerprint) | set(stored) if fingerprint.get(key) != stored.get(key))
                 raise ValueError(
-                    f"The project at {path!r} holds a search on different data or settings "
+                    f"The project at {self.path!r} holds a search on different data or settings "
                     f"(changed: {', '.join(changed)}). Pass overwrite=True to start it again, "
                     "or choose another project_name to keep both."
                 )
         else:
-            os.makedirs(project.trials_dir, exist_ok=True)
-            write_json_atomic(project.state_path, {"fingerprint": fingerprint, "status": "searching"})
-        return project
+            os.makedirs(self.trials_dir, exist_ok=True)
+            write_json_atomic(self.state_path, {"fingerprint": fingerprint, "status": "searching"})
+        return self
 
     @property
     def state(self):
@@ -94,3 +112,48 @@ class Project:
 
     def save_trial(self, trial):
         write_json_atomic(os.path.join(self.trials_dir, f"{trial.trial_id}.json"), trial.to_dict())
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Holds the project's lock for the duration of a `with` block.
+
+        A second process gets `ProjectLocked` at once. A lock left by a
+        process on this machine that no longer runs (a killed search) is
+        stale and taken over.
+        """
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        os.makedirs(self.path, exist_ok=True)
+        try:
+            fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+        except FileExistsError:
+            holder = self._lock_holder()
+            stale = holder is not None and holder.get("host") == me["host"] and not _process_alive(holder["pid"])
+            if not stale:
+                who = "an unknown process" if holder is None else (
+                    f"process {holder['pid']} on {holder['host']} (since {holder.get('since')})"
+                )
+                raise ProjectLocked(
+                    f"The project {self.path!r} is in use by {who}. Wait for that search to finish, or "
+                    f"pass another project_name. If no such process runs, delete {self.lock_path!r}."
+                ) from None
+            write_json_atomic(self.lock_path, me)
+            if self._lock_holder() != me:  # another process took the stale lock over first
+                raise ProjectLocked(f"The project {self.path!r} was just taken over by another process.") from None
+        try:
+            yield self
+        finally:
+            if self._lock_holder() == me:
+                os.remove(self.lock_path)
+
+    def _lock_holder(self):
+        try:
+            with open(self.lock_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
