@@ -319,7 +319,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             if best is None:
                 reasons = "; ".join(f"{t.trial_id}: {t.failure_reason}" for t in trials) or "no trial ran"
                 raise RuntimeError(f"No trial completed, so there is no model to train ({reasons}).")
-            model = self._train_final(best, data, batch_size, callbacks, budget, seed, verbose)
+            model = self._train_final(best, data, batch_size, callbacks, budget, seed, project, verbose)
             model.save(project.best_model_path)
             project.update_state(status="completed", best_trial=best.trial_id)
             if verbose:
@@ -331,23 +331,37 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.best_architecture_ = best.architecture
         self.best_score_ = best.score
 
-    def _train_final(self, best, data, batch_size, callbacks, budget, seed, verbose):
-        epochs, deadline = best.best_epoch, None
+    def _train_final(self, best, data, batch_size, callbacks, budget, seed, project, verbose):
+        """Trains `best`'s architecture on training + validation data and returns the model.
+
+        From scratch for the best trial's epoch count, unless a time budget
+        leaves too little time for that: then the best trial's weights (kept
+        on disk) train on for the whole epochs that fit, so the final model is
+        never worse than the trial it came from.
+        """
+        keras.utils.set_random_seed(int(seed))
+        model = data.build(best.architecture)
+        epochs, deadline, how = best.best_epoch, None, "from scratch"
         if budget is not None:
-            # Plan the epochs that fit rather than be cut off early in one; the
-            # estimate includes the trial's validation and tracing, so round it.
-            seconds_per_epoch = budget.final_training_estimate(best, data.growth) / best.best_epoch
-            epochs = max(1, min(epochs, round(budget.remaining() / max(seconds_per_epoch, 1e-9))))
             deadline = budget.end
+            needed = budget.final_training_estimate(best, data.growth)
+            seconds_per_epoch = max(needed / best.best_epoch, 1e-9)
+            if needed > budget.remaining() and os.path.exists(project.weights_path(best.trial_id)):
+                model.load_weights(project.weights_path(best.trial_id))
+                epochs = int(budget.remaining() // seconds_per_epoch)
+                how = "from the trial's weights, for the time left,"
+            else:
+                # The estimate includes the trial's validation and tracing, so round it.
+                epochs = max(1, min(epochs, round(budget.remaining() / seconds_per_epoch)))
         if verbose:
-            print(f"Training the best architecture (trial {best.trial_id}, {self.objective}="
-                  f"{best.score:.4f}) on training + validation data for {epochs} epoch(s).",
-                  flush=True)
+            print(f"Training the best architecture (trial {best.trial_id}, {self.objective}={best.score:.4f}) "
+                  f"{how} on training + validation data for {epochs} epoch(s).", flush=True)
+        if epochs < 1:
+            training.compile_for_classification(model)
+            return model
         weights = None
         if data.w_train is not None:
             weights = np.concatenate([data.w_train, data.w_val if data.w_val is not None else np.ones(len(data.y_val))])
-        keras.utils.set_random_seed(int(seed))
-        model = data.build(best.architecture)
         training.train(
             model, np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]),
             sample_weight=weights, epochs=epochs, batch_size=batch_size, callbacks=callbacks, deadline=deadline,

@@ -14,7 +14,8 @@ from automl_kit.tuner.project import write_json_atomic
 
 def _trial_records(folder):
     trials_dir = os.path.join(folder, "image_classifier", "trials")
-    return {name: json.load(open(os.path.join(trials_dir, name))) for name in sorted(os.listdir(trials_dir))}
+    return {name: json.load(open(os.path.join(trials_dir, name)))
+            for name in sorted(os.listdir(trials_dir)) if name.endswith(".json")}
 
 
 def test_resume_does_not_rerun_finished_trials(small_digits, tmp_path):
@@ -58,11 +59,15 @@ def test_resume_with_changed_data_or_settings_raises(small_digits, tmp_path):
     ImageClassifier(max_trials=1, seed=1, directory=str(tmp_path), overwrite=True).fit(x, y, epochs=1, verbose=0)
 
 
-def test_project_holds_only_json_and_keras_files(small_digits, tmp_path):
+def test_project_holds_json_and_keras_formats_only_with_weights_of_the_best_two(small_digits, tmp_path):
     x, y = small_digits
-    ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    clf = ImageClassifier(max_trials=4, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     files = [os.path.join(root, f) for root, _, names in os.walk(tmp_path) for f in names]
-    assert files and all(f.endswith((".json", ".keras")) for f in files), files
+    assert files and all(f.endswith((".json", ".keras", ".weights.h5")) for f in files), files
+    assert not any("pkl" in f or "pickle" in f for f in files)
+    weights = sorted(f for f in os.listdir(tmp_path / "image_classifier" / "trials") if f.endswith(".weights.h5"))
+    best_two = sorted(clf.trials_, key=lambda t: (-t.score, t.params))[:2]
+    assert weights == sorted(f"{t.trial_id}.weights.h5" for t in best_two)
 
 
 def test_default_directory_leaves_nothing_behind(small_digits, tmp_path, monkeypatch):
@@ -151,6 +156,32 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     write_json_atomic(str(path), {"a": 2})
     assert json.load(open(path)) == {"a": 2}
     assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_short_budget_fine_tunes_the_best_trial_instead_of_retraining(small_digits, tmp_path, monkeypatch, capsys):
+    from automl_kit.tuner import budget as budget_module
+
+    # Pretend the final training would need far more time than is left.
+    monkeypatch.setattr(budget_module.TimeBudget, "final_training_estimate", lambda self, trial, growth=1.0: 1e6)
+    x, y = small_digits
+    clf = ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path), time_limit=120)
+    clf.fit(x, y, epochs=2, verbose=1)
+    assert "from the trial's weights" in capsys.readouterr().out
+    # No whole epoch fits in the time left, so the final model is the trial's best-epoch model itself.
+    import keras
+
+    from automl_kit.tuner import Project
+
+    trial_id = clf.best_trial_.trial_id
+    trial_model = keras.models.load_model(str(tmp_path / "image_classifier" / "best_model.keras"))
+    trial_model.load_weights(Project(str(tmp_path / "image_classifier")).weights_path(trial_id))
+    np.testing.assert_allclose(clf.predict_proba(x[:50]),
+                               trial_model.predict(x[:50].astype("float32"), verbose=0), atol=1e-6)
+    # ... and scores on the validation images exactly what its trial recorded for its best epoch.
+    from automl_kit.data import validation_split_indices
+
+    _, val = validation_split_indices(y, 0.2, seed=0)
+    assert clf.score(x[val], y[val]) == pytest.approx(clf.best_score_)
 
 
 def test_time_budget_keeps_time_for_the_final_training():

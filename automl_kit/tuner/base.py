@@ -10,6 +10,7 @@ import numpy as np
 
 from automl_kit.blocks.builder import build_model
 from automl_kit.tuner import training
+from automl_kit.tuner.project import KEEP_WEIGHTS
 from automl_kit.tuner.trial import COMPLETED, FAILED, Trial
 
 
@@ -80,13 +81,15 @@ class SearchStrategy(abc.ABC):
         With a `TimeBudget`, no trial runs past `budget.search_deadline`.
         """
 
-    def best_trial(self, trials):
-        completed = [t for t in trials if t.status == COMPLETED]
-        if not completed:
-            return None
+    def best_trials(self, trials, count):
+        """The `count` best completed trials, best first; among equal scores the smaller model wins."""
         sign = -1.0 if training.objective_direction(self.objective) == "min" else 1.0
-        # Among equal scores, the smaller model wins.
-        return max(completed, key=lambda t: (sign * t.score, -(t.params or 0)))
+        completed = [t for t in trials if t.status == COMPLETED]
+        return sorted(completed, key=lambda t: (sign * t.score, -(t.params or 0)), reverse=True)[:count]
+
+    def best_trial(self, trials):
+        best = self.best_trials(trials, 1)
+        return best[0] if best else None
 
     def check_failures(self, trials):
         """Raises SearchFailed once the last `max_consecutive_failures` trials all failed."""
@@ -96,8 +99,12 @@ class SearchStrategy(abc.ABC):
             raise SearchFailed(f"The last {len(tail)} trials failed:\n{reasons}")
 
     def train_trial(self, trial_id, architecture, data, *, epochs, batch_size, callbacks, deadline,
-                    seed, verbose):
-        """Builds `architecture` from scratch, trains it with early stopping, returns its Trial."""
+                    seed, verbose, previous_trials=()):
+        """Builds `architecture` from scratch, trains it with early stopping, returns its Trial.
+
+        The weights of its best epoch are kept on disk while it is among the
+        `KEEP_WEIGHTS` best of `previous_trials` and itself.
+        """
         started = time.monotonic()
         trial = Trial(trial_id=trial_id, architecture=architecture, status=FAILED, started_at=_now())
         try:
@@ -114,6 +121,9 @@ class SearchStrategy(abc.ABC):
             trial.epochs_run = len(history["loss"])
             trial.score, trial.best_epoch = training.best_epoch(history, self.objective)
             trial.status = COMPLETED
+            keep = {t.trial_id for t in self.best_trials([*previous_trials, trial], KEEP_WEIGHTS)}
+            if trial_id in keep:
+                self.project.save_weights(trial_id, model, keep)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as error:  # a failed trial is recorded, and the search goes on

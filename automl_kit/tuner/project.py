@@ -4,6 +4,7 @@ Layout:
 
     project.json          fingerprint of data and settings, and the status
     trials/0000.json      one record per trial
+    trials/0000.weights.h5  the trained weights, kept for the best KEEP_WEIGHTS trials only
     best_model.keras      the final model, once the search completed
     lock.json             the process searching here now, if any
 
@@ -37,6 +38,10 @@ def write_json_atomic(path, obj):
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+# Weights are kept for this many of the best trials, so disk use stays bounded.
+KEEP_WEIGHTS = 2
 
 
 class ProjectLocked(RuntimeError):
@@ -112,6 +117,19 @@ class Project:
 
     def save_trial(self, trial):
         write_json_atomic(os.path.join(self.trials_dir, f"{trial.trial_id}.json"), trial.to_dict())
+
+    def weights_path(self, trial_id):
+        return os.path.join(self.trials_dir, f"{trial_id}.weights.h5")
+
+    def save_weights(self, trial_id, model, keep):
+        """Saves `model`'s weights for `trial_id`, then deletes those of trials not in `keep`."""
+        final_path = self.weights_path(trial_id)
+        tmp_path = os.path.join(self.trials_dir, f".tmp-{trial_id}.weights.h5")
+        model.save_weights(tmp_path)
+        os.replace(tmp_path, final_path)
+        for name in os.listdir(self.trials_dir):
+            if name.endswith(".weights.h5") and not name.startswith(".") and name[: -len(".weights.h5")] not in keep:
+                os.remove(os.path.join(self.trials_dir, name))
 
     @contextlib.contextmanager
     def locked(self):

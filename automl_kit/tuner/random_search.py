@@ -2,6 +2,7 @@
 
 import time
 
+import keras
 import numpy as np
 
 from automl_kit.tuner.base import SearchStrategy
@@ -28,6 +29,7 @@ class RandomSearch(SearchStrategy):
                 continue
             if self.max_model_size is not None:
                 params = data.build(architecture).count_params()
+                keras.backend.clear_session()
                 if params > self.max_model_size:
                     continue
             return architecture
@@ -54,6 +56,7 @@ class RandomSearch(SearchStrategy):
                 trial = self.train_trial(
                     trial_id, architecture, data, epochs=epochs, batch_size=batch_size,
                     callbacks=callbacks, deadline=deadline, seed=self.seed + index, verbose=verbose,
+                    previous_trials=trials,
                 )
             self.project.save_trial(trial)
             trials.append(trial)

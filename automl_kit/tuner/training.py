@@ -71,15 +71,16 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
     """Compiles and fits `model`; returns its history as a dict of lists.
 
     With `validation_data` and `objective`, training stops early after
-    `EARLY_STOPPING_PATIENCE` epochs without improvement. A diverging loss
-    raises `TrainingFailed`.
+    `EARLY_STOPPING_PATIENCE` epochs without improvement, and the model ends
+    with the weights of its best epoch. A diverging loss raises `TrainingFailed`.
     """
     compile_for_classification(model)
     all_callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
     if validation_data is not None and objective is not None:
         all_callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor=objective, mode=objective_direction(objective), patience=EARLY_STOPPING_PATIENCE
+                monitor=objective, mode=objective_direction(objective), patience=EARLY_STOPPING_PATIENCE,
+                restore_best_weights=True,
             )
         )
     if deadline is not None:
