@@ -357,7 +357,6 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             print(f"Training the best architecture (trial {best.trial_id}, {self.objective}={best.score:.4f}) "
                   f"{how} on training + validation data for {epochs} epoch(s).", flush=True)
         if epochs < 1:
-            training.compile_for_classification(model)
             return model
         weights = None
         if data.w_train is not None:
