@@ -259,7 +259,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}; got {self.class_weight!r}.")
 
     def _sample_weights(self, sample_weight, labels, coder):
-        """Returns per-sample float32 weights folding in class_weight, or None when all are equal."""
+        """Returns per-sample float32 weights folding in class_weight, or None when neither is given."""
         n_classes = len(coder.classes_)
         weights = None
         if sample_weight is not None:
