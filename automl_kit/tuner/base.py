@@ -19,7 +19,7 @@ class SearchData:
     """The adapted data a search works on.
 
     Samples are shaped as `input_spec.input_shape`, labels are 0..K-1, and the
-    weights (None when all samples count the same) fold in `class_weight`.
+    weights (None when neither sample_weight nor class_weight was given) fold in `class_weight`.
     """
 
     x_train: np.ndarray
