@@ -13,7 +13,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from automl_kit import export
-from automl_kit.blocks.search_space import search_space_for
+from automl_kit.blocks.search_space import SEARCH_SPACES, DenseSearchSpace, MacroSearchSpace, MicroSearchSpace
 from automl_kit.data import InputSpec, LabelCoder, to_array, validation_split_indices
 from automl_kit.tuner import Project, SearchData, get_strategy
 from automl_kit.tuner import training
@@ -59,8 +59,22 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     Parameter names follow AutoKeras where it has them.
 
     Args:
-        max_trials: number of architectures to try.
-        tuner: search strategy; `"random"` trains each trial from scratch.
+        max_trials: number of architectures trained from scratch. With
+            `"enas"` and `"random_ws"`, these are the best of the many
+            architectures scored with shared weights, each trained for a
+            quarter of `epochs` to confirm the ranking; with `"random"`, they
+            are the whole search.
+        tuner: search strategy. `"enas"` (the default) trains a supernet
+            whose weights all children share, and an LSTM controller that
+            learns which children score well (Pham et al. 2018);
+            `"random_ws"` samples children uniformly with the same supernet;
+            `"random"` trains each sampled architecture from scratch. Tabular
+            (non-image) input always uses `"random"` over dense networks.
+        search_space: `"micro"` (the default: ENAS's cells, each node summing
+            two ops on two earlier tensors) or `"macro"` (layers, each one op
+            plus skip connections), or a dict naming one with its settings,
+            e.g. `{"name": "micro", "num_nodes": 5, "filters": 24,
+            "cells_per_stage": 2}`.
         directory: where the search state lives. `None` searches in a
             temporary folder that `fit` removes, so clones and folds never
             share a search; with a folder, a later `fit` with the same data
@@ -95,11 +109,13 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     (3,)
     """
 
-    def __init__(self, max_trials=10, tuner="random", directory=None, project_name="image_classifier",
-                 overwrite=False, seed=None, objective="val_accuracy", max_model_size=None, time_limit=None,
-                 epochs=None, input_shape=None, class_weight=None, max_consecutive_failed_trials=3):
+    def __init__(self, max_trials=10, tuner="enas", search_space="micro", directory=None,
+                 project_name="image_classifier", overwrite=False, seed=None, objective="val_accuracy",
+                 max_model_size=None, time_limit=None, epochs=None, input_shape=None, class_weight=None,
+                 max_consecutive_failed_trials=3):
         self.max_trials = max_trials
         self.tuner = tuner
+        self.search_space = search_space
         self.directory = directory
         self.project_name = project_name
         self.overwrite = overwrite
@@ -160,7 +176,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
         data, coder, data_fingerprint = self._adapt(x, y, sample_weight, validation_split, validation_data)
         spec = data.input_spec
-        space = search_space_for(spec)
+        space = self._make_search_space(spec)
         if self.max_model_size is not None:
             smallest = data.build(space.smallest()).count_params()
             keras.backend.clear_session()
@@ -174,7 +190,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         fingerprint = {
             **data_fingerprint,
             "settings": {
-                "tuner": self.tuner, "seed": self.seed, "objective": self.objective,
+                "tuner": self._tuner_for(spec), "search_space": self._search_space_settings(), "seed": self.seed, "objective": self.objective,
                 "max_model_size": self.max_model_size, "epochs": int(epochs), "batch_size": int(batch_size),
                 "validation_split": None if validation_data is not None else float(validation_split),
                 "input_shape": list(spec.input_shape),
@@ -235,8 +251,35 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         }
         return data, coder, fingerprint
 
+    def _search_space_settings(self):
+        """The search space as a dict: {"name": ..., and its keyword arguments}."""
+        settings = self.search_space
+        if isinstance(settings, str):
+            settings = {"name": settings}
+        if not isinstance(settings, dict) or settings.get("name") not in SEARCH_SPACES:
+            raise ValueError(
+                f"search_space must be one of {SEARCH_SPACES} or a dict like {{'name': 'micro', 'num_nodes': 5}}; "
+                f"got {self.search_space!r}."
+            )
+        return dict(settings)
+
+    def _make_search_space(self, spec):
+        settings = self._search_space_settings()
+        if not spec.is_image:
+            return DenseSearchSpace()
+        space_class = MicroSearchSpace if settings.pop("name") == "micro" else MacroSearchSpace
+        try:
+            return space_class(spec.image_shape, **settings)
+        except TypeError as error:
+            raise ValueError(f"Bad search_space settings {self.search_space!r}: {error}.") from None
+
+    def _tuner_for(self, spec):
+        """Dense networks for tabular input are few and cheap: they are always searched from scratch."""
+        return self.tuner if spec.is_image else "random"
+
     def _check_params(self):
         get_strategy(self.tuner)
+        self._search_space_settings()
         if not isinstance(self.max_trials, (int, np.integer)) or self.max_trials < 1:
             raise ValueError(f"max_trials must be a positive int; got {self.max_trials!r}.")
         if self.objective not in OBJECTIVES:
@@ -298,7 +341,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**31))
             project.update_state(seed=seed)
-        strategy = get_strategy(self.tuner)(
+        strategy = get_strategy(self._tuner_for(data.input_spec))(
             project=project, search_space=space, objective=self.objective, seed=int(seed),
             max_model_size=self.max_model_size, max_consecutive_failures=self.max_consecutive_failed_trials,
         )
@@ -319,7 +362,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             if best is None:
                 reasons = "; ".join(f"{t.trial_id}: {t.failure_reason}" for t in trials) or "no trial ran"
                 raise RuntimeError(f"No trial completed, so there is no model to train ({reasons}).")
-            model = self._train_final(best, data, batch_size, callbacks, budget, seed, project, verbose)
+            model = self._train_final(best, strategy.final_epochs(best, epochs), data, batch_size, callbacks,
+                                      budget, seed, project, verbose)
             model.save(project.best_model_path)
             project.update_state(status="completed", best_trial=best.trial_id)
             if verbose:
@@ -331,21 +375,21 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.best_architecture_ = best.architecture
         self.best_score_ = best.score
 
-    def _train_final(self, best, data, batch_size, callbacks, budget, seed, project, verbose):
+    def _train_final(self, best, epochs, data, batch_size, callbacks, budget, seed, project, verbose):
         """Trains `best`'s architecture on training + validation data and returns the model.
 
-        From scratch for the best trial's epoch count, unless a time budget
+        From scratch for `epochs`, the learning rate decaying on a cosine, unless a time budget
         leaves too little time for that: then the best trial's weights (kept
         on disk) train on for the whole epochs that fit, so the final model is
         never worse than the trial it came from.
         """
         keras.utils.set_random_seed(int(seed))
         model = data.build(best.architecture)
-        epochs, deadline, how = best.best_epoch, None, "from scratch"
+        deadline, how = None, "from scratch"
         if budget is not None:
             deadline = budget.end
-            needed = budget.final_training_estimate(best, data.growth)
-            seconds_per_epoch = max(needed / best.best_epoch, 1e-9)
+            needed = budget.final_training_estimate(best, data.growth, epochs)
+            seconds_per_epoch = max(needed / epochs, 1e-9)
             if needed > budget.remaining() and os.path.exists(project.weights_path(best.trial_id)):
                 model.load_weights(project.weights_path(best.trial_id))
                 epochs = int(budget.remaining() // seconds_per_epoch)
@@ -364,7 +408,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         training.train(
             model, np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]),
             sample_weight=weights, epochs=epochs, batch_size=batch_size, callbacks=callbacks, deadline=deadline,
-            verbose=2 if verbose >= 2 else 0,
+            verbose=2 if verbose >= 2 else 0, decay=True,
         )
         return model
 

@@ -14,12 +14,26 @@ Example:
 True
 >>> print(arch)
 16 filters | stage 1: conv3x3 > sep5x5(+0) | stage 2: maxpool3x3 | dropout 0.0
+
+A cell architecture (the micro space) names, for each node of its normal and
+reduction cells, two inputs (0 and 1 are the cell's inputs, k >= 2 the
+output of node k) and an op for each:
+
+>>> cell = CellArchitecture(
+...     normal=(NodeSpec((0, 1), ("sep3x3", "identity")), NodeSpec((2, 0), ("avgpool3x3", "sep5x5"))),
+...     reduce=(NodeSpec((0, 0), ("maxpool3x3", "sep3x3")), NodeSpec((1, 2), ("identity", "sep3x3"))),
+...     filters=16, num_stages=2,
+... )
+>>> CellArchitecture.from_json(cell.to_json()) == cell
+True
+>>> print(cell)
+normal: 2=sep3x3(0)+identity(1) 3=avgpool3x3(2)+sep5x5(0) | reduce: 2=maxpool3x3(0)+sep3x3(0) 3=identity(1)+sep3x3(2) | 16 filters, 2 stages of 1 cell | dropout 0.0
 """
 
 import dataclasses
 import json
 
-from automl_kit.blocks.ops import OP_NAMES
+from automl_kit.blocks.ops import CELL_OP_NAMES, OP_NAMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +116,16 @@ class Architecture:
     def from_json(cls, text):
         return cls.from_dict(json.loads(text))
 
+    def decisions(self):
+        """The choices that make this architecture, as {decision key: index}; see `MacroSearchSpace`."""
+        values = {}
+        for s, stage in enumerate(self.stages):
+            for p, layer in enumerate(stage):
+                values[f"s{s}/l{p}/op"] = OP_NAMES.index(layer.op)
+                for j in range(p + 1):
+                    values[f"s{s}/l{p}/skip{j}"] = int(j in layer.skips)
+        return values
+
     def __str__(self):
         def layer_text(layer):
             return layer.op + (f"(+{','.join(map(str, layer.skips))})" if layer.skips else "")
@@ -144,8 +168,124 @@ class DenseArchitecture:
         return f"dense {' > '.join(map(str, self.units))} | dropout {self.dropout}"
 
 
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    """One node of a cell: the sum of two ops, each applied to a chosen earlier tensor.
+
+    A cell keeps a list of tensors: 0 and 1 are its two inputs (the outputs
+    of the two previous cells) and k >= 2 the output of node k - 2, so node
+    i may read tensors 0 to i + 1.
+    """
+
+    inputs: tuple
+    ops: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", tuple(int(i) for i in self.inputs))
+        object.__setattr__(self, "ops", tuple(str(o) for o in self.ops))
+        if len(self.inputs) != 2 or len(self.ops) != 2:
+            raise ValueError(f"A node has two inputs and two ops; got {self.inputs} and {self.ops}.")
+        for op in self.ops:
+            if op not in CELL_OP_NAMES:
+                raise ValueError(f"Unknown cell op {op!r}; expected one of {CELL_OP_NAMES}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class CellArchitecture:
+    """A network of cells (the micro space of ENAS).
+
+    A stem, then `num_stages` stages of `cells_per_stage` normal cells; a
+    reduction cell between stages halves the resolution and doubles the
+    channels. All normal cells share one wiring, all reduction cells another.
+    A cell's output is the mean of its nodes that no other node reads.
+
+    Attributes:
+        normal, reduce: one `NodeSpec` per node, for the two kinds of cell.
+        filters: channels of the first stage.
+        num_stages, cells_per_stage: the size of the stack.
+        stem_strides: stride of the stem convolution (2 or more for large images).
+        dropout: dropout rate before the classifier.
+    """
+
+    normal: tuple
+    reduce: tuple
+    filters: int
+    num_stages: int
+    cells_per_stage: int = 1
+    stem_strides: int = 1
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        for kind in ("normal", "reduce"):
+            nodes = tuple(n if isinstance(n, NodeSpec) else NodeSpec(**n) for n in getattr(self, kind))
+            object.__setattr__(self, kind, nodes)
+            if not nodes:
+                raise ValueError(f"The {kind} cell needs at least one node.")
+            for i, node in enumerate(nodes):
+                if any(not 0 <= j <= i + 1 for j in node.inputs):
+                    raise ValueError(f"Node {i} of the {kind} cell can only read tensors 0..{i + 1}; got {node.inputs}.")
+        if len(self.normal) != len(self.reduce):
+            raise ValueError("The normal and reduction cells must have the same number of nodes.")
+        for field in ("filters", "num_stages", "cells_per_stage", "stem_strides"):
+            if int(getattr(self, field)) < 1:
+                raise ValueError(f"{field} must be positive; got {getattr(self, field)}.")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
+
+    def to_dict(self):
+        return {
+            "type": "cell",
+            **{kind: [{"inputs": list(n.inputs), "ops": list(n.ops)} for n in getattr(self, kind)]
+               for kind in ("normal", "reduce")},
+            "filters": int(self.filters),
+            "num_stages": int(self.num_stages),
+            "cells_per_stage": int(self.cells_per_stage),
+            "stem_strides": int(self.stem_strides),
+            "dropout": float(self.dropout),
+        }
+
+    @classmethod
+    def from_dict(cls, config):
+        config = {k: v for k, v in config.items() if k != "type"}
+        for kind in ("normal", "reduce"):
+            config[kind] = tuple(NodeSpec(tuple(n["inputs"]), tuple(n["ops"])) for n in config[kind])
+        return cls(**config)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        return cls.from_dict(json.loads(text))
+
+    def decisions(self):
+        """The choices that make this architecture, as {decision key: index}; see `MicroSearchSpace`."""
+        values = {}
+        for kind in ("normal", "reduce"):
+            for i, node in enumerate(getattr(self, kind)):
+                for slot in (0, 1):
+                    values[f"{kind}/n{i}/in{slot}"] = node.inputs[slot]
+                    values[f"{kind}/n{i}/op{slot}"] = CELL_OP_NAMES.index(node.ops[slot])
+        return values
+
+    def __str__(self):
+        def cell_text(nodes):
+            return " ".join(
+                f"{i + 2}={n.ops[0]}({n.inputs[0]})+{n.ops[1]}({n.inputs[1]})" for i, n in enumerate(nodes)
+            )
+
+        cells = "cell" if self.cells_per_stage == 1 else "cells"
+        stem = f", stem stride {self.stem_strides}" if self.stem_strides != 1 else ""
+        return (f"normal: {cell_text(self.normal)} | reduce: {cell_text(self.reduce)} | "
+                f"{self.filters} filters, {self.num_stages} stages of {self.cells_per_stage} {cells}{stem} | "
+                f"dropout {self.dropout}")
+
+
 def architecture_from_dict(config):
-    """Rebuilds an Architecture or DenseArchitecture from its `to_dict()`."""
-    if config.get("type", "cnn") == "dense":
+    """Rebuilds an Architecture, CellArchitecture or DenseArchitecture from its `to_dict()`."""
+    kind = config.get("type", "cnn")
+    if kind == "dense":
         return DenseArchitecture(units=tuple(config["units"]), dropout=config.get("dropout", 0.0))
+    if kind == "cell":
+        return CellArchitecture.from_dict(config)
     return Architecture.from_dict(config)

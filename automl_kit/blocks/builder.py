@@ -1,5 +1,9 @@
 """Build an Architecture into a standalone functional Keras model.
 
+The child is made by the same network code as the supernet (`network.py`),
+with its choices fixed, so its layers carry the names of the supernet's
+layers on its path and take their weights one to one.
+
 The model holds its own preprocessing (channel axis, standardisation), so it
 takes raw images, uint8 or float, in the same form as `fit` did, and outputs
 class probabilities. It uses standard Keras layers only: the saved `.keras`
@@ -7,10 +11,10 @@ file loads with plain `keras.models.load_model`, no `custom_objects`.
 
 Example:
 
->>> from automl_kit.blocks.search_space import MacroSearchSpace
+>>> from automl_kit.blocks.search_space import MicroSearchSpace
 >>> from automl_kit.data import InputSpec
 >>> import numpy as np
->>> arch = MacroSearchSpace((8, 8)).sample(np.random.default_rng(0))
+>>> arch = MicroSearchSpace((8, 8)).sample(np.random.default_rng(0))
 >>> spec = InputSpec(input_shape=(8, 8), image_shape=(8, 8, 1))
 >>> model = build_model(arch, spec, num_classes=10, mean=[0.0], variance=[1.0])
 >>> model.output_shape
@@ -21,8 +25,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from automl_kit.blocks.architecture import DenseArchitecture
-from automl_kit.blocks.ops import apply_op, reduction, stem
+from automl_kit.blocks.architecture import CellArchitecture, DenseArchitecture
+from automl_kit.blocks.network import FixedChoices, cell_body, macro_body
+from automl_kit.blocks.ops import LayerPool
 
 
 MODEL_NAME = "automl_kit_model"
@@ -32,33 +37,54 @@ def build_model(architecture, input_spec, num_classes, mean, variance, name=MODE
     """Returns an uncompiled `keras.Model` for `architecture`.
 
     Args:
-        architecture: an `Architecture`, or a `DenseArchitecture` for tabular input.
+        architecture: a `CellArchitecture` or an `Architecture`, or a
+            `DenseArchitecture` for tabular input.
         input_spec: an `InputSpec`: the shape one sample has as the user
             passes it, and the image shape the network sees.
         num_classes: number of output probabilities.
         mean, variance: per-channel (per-feature for tabular input)
             statistics of the training data, baked into the model.
     """
+    pool = LayerPool()
+    inputs = keras.Input(shape=tuple(int(d) for d in input_spec.input_shape),
+                         name="image" if input_spec.is_image else "features")
+    x = preprocess(inputs, input_spec, mean, variance, pool)
+    if isinstance(architecture, DenseArchitecture):
+        x = _dense_body(architecture, x)
+    else:
+        x = body(architecture, x, FixedChoices(architecture.decisions(), pool), pool)
+        x = pool(layers.ReLU, "head_relu")(x)
+        x = pool(layers.GlobalAveragePooling2D, "head_pool")(x)
+    if architecture.dropout > 0:
+        x = layers.Dropout(architecture.dropout, name="head_dropout")(x)
+    outputs = classifier(x, num_classes, pool)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def body(architecture, x, choices, pool):
+    """The convolutional body of `architecture`'s shape, with its choices read from `choices`."""
+    if isinstance(architecture, CellArchitecture):
+        return cell_body(x, architecture.filters, architecture.num_stages, architecture.cells_per_stage,
+                         len(architecture.normal), architecture.stem_strides, choices, pool)
+    return macro_body(x, architecture.filters, [len(stage) for stage in architecture.stages],
+                      architecture.stem_strides, choices, pool)
+
+
+def preprocess(x, input_spec, mean, variance, pool):
+    """Reshapes flat samples to images and standardises them with the training statistics."""
     input_shape = tuple(int(d) for d in input_spec.input_shape)
-    inputs = keras.Input(shape=input_shape, name="image" if input_spec.is_image else "features")
-    x = inputs
     if input_spec.is_image and input_shape != tuple(input_spec.image_shape):
-        x = layers.Reshape(tuple(input_spec.image_shape), name="to_image")(x)
+        x = pool(layers.Reshape, "to_image", target_shape=tuple(input_spec.image_shape))(x)
     # Standardisation as a Rescaling layer: its scale and offset are plain
     # numbers in the config, so every export format (ONNX included) keeps them
     # as constants. A channel with no variance is only centred.
     std = [float(np.sqrt(v)) if v > 1e-12 else 1.0 for v in variance]
-    x = layers.Rescaling(
-        scale=[1.0 / s for s in std], offset=[-m / s for m, s in zip(mean, std)], name="normalize"
-    )(x)
-    if isinstance(architecture, DenseArchitecture):
-        x = _dense_body(architecture, x)
-    else:
-        x = _convolutional_body(architecture, x)
-    if architecture.dropout > 0:
-        x = layers.Dropout(architecture.dropout, name="head_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return pool(layers.Rescaling, "normalize", scale=[1.0 / s for s in std],
+                offset=[-m / s for m, s in zip(mean, std)])(x)
+
+
+def classifier(x, num_classes, pool):
+    return pool(layers.Dense, "probabilities", units=num_classes, activation="softmax", dtype="float32")(x)
 
 
 def _dense_body(architecture, x):
@@ -67,22 +93,3 @@ def _dense_body(architecture, x):
     for i, units in enumerate(architecture.units):
         x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
     return x
-
-
-def _convolutional_body(architecture, x):
-    filters = architecture.filters
-    x = stem(x, filters, architecture.stem_strides)
-    for s, stage in enumerate(architecture.stages):
-        if s > 0:
-            filters *= 2
-            x = reduction(x, filters, name=f"reduce{s}")
-        tensors = [x]
-        for p, layer in enumerate(stage):
-            prefix = f"s{s}_l{p}_{layer.op}"
-            y = apply_op(layer.op, tensors[p], filters, name=prefix)
-            if layer.skips:
-                y = layers.Add(name=f"{prefix}_skips")([y] + [tensors[j] for j in layer.skips])
-            tensors.append(y)
-        x = tensors[-1]
-    x = layers.ReLU(name="head_relu")(x)
-    return layers.GlobalAveragePooling2D(name="head_pool")(x)

@@ -1,9 +1,24 @@
 """The candidate operations: Keras block templates made of standard layers only.
 
 Every op maps a tensor with `filters` channels to one with the same shape, so
-any op can stand at any position of a stage. Convolutions follow the
-ReLU-Conv-BatchNorm order of ENAS. Layer names derive from `name`, so weights
-can be matched between two models built from the same Architecture.
+any op can stand at any position of a cell or stage. Convolutions follow the
+ReLU-Conv-BatchNorm order of ENAS.
+
+Layers come from a `LayerPool`, which creates each named layer once. The
+standalone builder and the supernet both draw the layers of an op from a
+pool under the same names, so the weights of a path through the supernet
+are exactly the weights of the standalone child: that is what makes weight
+inheritance exact.
+
+Example:
+
+>>> import keras
+>>> pool = LayerPool()
+>>> x = keras.Input((6, 6, 8))
+>>> apply_op("sep3x3", x, 8, "n0", pool).shape
+(None, 6, 6, 8)
+>>> sorted(pool.layers)
+['n0_bn', 'n0_conv', 'n0_relu']
 """
 
 from keras import layers
@@ -13,10 +28,7 @@ from keras import layers
 # validation score of an otherwise good model then sits at chance.
 BN_MOMENTUM = 0.9
 
-
-def _batch_norm(name):
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, name=name)
-
+# The ops of the macro space (one op per layer, skips between layers).
 OP_NAMES = (
     "conv3x3",
     "conv5x5",
@@ -27,46 +39,81 @@ OP_NAMES = (
     "res3x3",
 )
 
+# The ops of the micro space (two ops per node), as in ENAS.
+CELL_OP_NAMES = (
+    "sep3x3",
+    "sep5x5",
+    "avgpool3x3",
+    "maxpool3x3",
+    "identity",
+)
 
-def _relu_conv_bn(x, filters, kernel_size, name, separable=False):
+
+class LayerPool:
+    """Creates each named layer once; later requests for the name get the same layer.
+
+    `training`, when not None, is passed to batch normalisation explicitly:
+    the supernet recomputes ops in its backward pass, outside the Keras call
+    that would otherwise tell the layers they are training.
+    """
+
+    def __init__(self):
+        self.layers = {}
+        self.training = None
+
+    def __call__(self, layer_class, name, **kwargs):
+        if name not in self.layers:
+            self.layers[name] = layer_class(name=name, **kwargs)
+        return self.layers[name]
+
+
+def batch_norm(x, pool, name):
+    layer = pool(layers.BatchNormalization, name, momentum=BN_MOMENTUM, epsilon=1e-5)
+    return layer(x) if pool.training is None else layer(x, training=pool.training)
+
+
+def relu_conv_bn(x, filters, kernel_size, name, pool, strides=1, separable=False):
     conv = layers.SeparableConv2D if separable else layers.Conv2D
-    x = layers.ReLU(name=f"{name}_relu")(x)
-    x = conv(filters, kernel_size, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    return _batch_norm(f"{name}_bn")(x)
+    x = pool(layers.ReLU, f"{name}_relu")(x)
+    x = pool(conv, f"{name}_conv", filters=filters, kernel_size=kernel_size, strides=strides,
+             padding="same", use_bias=False)(x)
+    return batch_norm(x, pool, f"{name}_bn")
 
 
-def _residual(x, filters, name):
-    y = _relu_conv_bn(x, filters, 3, f"{name}_a")
-    y = _relu_conv_bn(y, filters, 3, f"{name}_b")
-    return layers.Add(name=f"{name}_add")([x, y])
-
-
-def apply_op(op, x, filters, name):
+def apply_op(op, x, filters, name, pool):
     """Applies the op called `op` to tensor `x`; the output keeps x's shape."""
-    if op == "conv3x3":
-        return _relu_conv_bn(x, filters, 3, name)
-    if op == "conv5x5":
-        return _relu_conv_bn(x, filters, 5, name)
-    if op == "sep3x3":
-        return _relu_conv_bn(x, filters, 3, name, separable=True)
-    if op == "sep5x5":
-        return _relu_conv_bn(x, filters, 5, name, separable=True)
+    if op in ("conv3x3", "conv5x5", "sep3x3", "sep5x5"):
+        return relu_conv_bn(x, filters, int(op[-1]), name, pool, separable=op.startswith("sep"))
     if op == "maxpool3x3":
-        return layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_maxpool")(x)
+        return pool(layers.MaxPooling2D, f"{name}_maxpool", pool_size=3, strides=1, padding="same")(x)
     if op == "avgpool3x3":
-        return layers.AveragePooling2D(3, strides=1, padding="same", name=f"{name}_avgpool")(x)
+        return pool(layers.AveragePooling2D, f"{name}_avgpool", pool_size=3, strides=1, padding="same")(x)
     if op == "res3x3":
-        return _residual(x, filters, name)
-    raise ValueError(f"Unknown op {op!r}; expected one of {OP_NAMES}.")
+        y = relu_conv_bn(x, filters, 3, f"{name}_a", pool)
+        y = relu_conv_bn(y, filters, 3, f"{name}_b", pool)
+        return pool(layers.Add, f"{name}_add")([x, y])
+    if op == "identity":
+        return x
+    raise ValueError(f"Unknown op {op!r}; expected one of {OP_NAMES + CELL_OP_NAMES[-1:]}.")
 
 
-def stem(x, filters, strides, name="stem"):
+def stem(x, filters, strides, pool, name="stem"):
     """The first convolution, from the image's channels to `filters`."""
-    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    return _batch_norm(f"{name}_bn")(x)
+    x = pool(layers.Conv2D, f"{name}_conv", filters=filters, kernel_size=3, strides=strides,
+             padding="same", use_bias=False)(x)
+    return batch_norm(x, pool, f"{name}_bn")
 
 
-def reduction(x, filters, name):
+def reduction(x, filters, name, pool):
     """Halves the resolution and sets the channels to `filters`."""
-    x = layers.MaxPooling2D(2, padding="same", name=f"{name}_pool")(x)
-    return _relu_conv_bn(x, filters, 1, name)
+    x = pool(layers.MaxPooling2D, f"{name}_pool", pool_size=2, padding="same")(x)
+    return relu_conv_bn(x, filters, 1, name, pool)
+
+
+def calibrate(x, filters, name, pool, halve=False):
+    """Brings a cell input to `filters` channels (and half the resolution with `halve`)."""
+    x = pool(layers.ReLU, f"{name}_relu")(x)
+    if halve:
+        x = pool(layers.AveragePooling2D, f"{name}_pool", pool_size=2, padding="same")(x)
+    x = pool(layers.Conv2D, f"{name}_conv", filters=filters, kernel_size=1, use_bias=False)(x)
+    return batch_norm(x, pool, f"{name}_bn")

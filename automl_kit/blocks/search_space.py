@@ -1,78 +1,174 @@
-"""The macro search space over the block templates in `ops.py`.
+"""The micro (cells) and macro (layers) search spaces over the block templates in `ops.py`.
 
-The space adapts to the image size: large images get a strided stem, and the
-number of stages (each after the first halves the resolution and doubles the
-channels) is chosen so the last stage works on maps of about 4x4 to 7x7.
-Widths (`filters`), depths (layers per stage), ops, skip connections and
-dropout are the choices.
+A space is a fixed list of decisions, each an index into a few choices; an
+architecture is one index per decision. The controller, random sampling and
+the supernet all work on that list (`decision_keys`, `decision_sizes`,
+`encode`, `decode`), and the builder on the Architecture it decodes to.
+
+Both spaces adapt to the image size: large images get a strided stem, and
+the number of stages (each after the first halves the resolution and doubles
+the channels) is chosen so the last stage works on maps of about 4x4 to 7x7.
 
 Example:
 
 >>> import numpy as np
->>> space = MacroSearchSpace((28, 28))
->>> space.num_stages, space.stem_strides
-(3, 1)
+>>> space = MicroSearchSpace((28, 28))
+>>> space.num_stages, space.stem_strides, len(space.decision_keys)
+(3, 1, 40)
 >>> arch = space.sample(np.random.default_rng(0))
->>> len(arch.stages)
-3
+>>> space.decode(space.encode(arch)) == arch
+True
 """
 
 import math
 
-from automl_kit.blocks.architecture import Architecture, DenseArchitecture, LayerSpec
-from automl_kit.blocks.ops import OP_NAMES
+import numpy as np
+
+from automl_kit.blocks.architecture import (
+    Architecture, CellArchitecture, DenseArchitecture, LayerSpec, NodeSpec,
+)
+from automl_kit.blocks.ops import CELL_OP_NAMES, OP_NAMES
+
+SEARCH_SPACES = ("micro", "macro")
 
 
-class MacroSearchSpace:
-    filter_choices = (16, 32, 48)
-    depth_choices = (1, 2, 3)
-    dropout_choices = (0.0, 0.25, 0.5)
-    skip_probability = 0.3
-    max_stages = 4
+def image_layout(image_shape, max_stages=4):
+    """(stem stride, number of stages) for images of `image_shape`.
 
-    def __init__(self, image_shape):
-        height, width = int(image_shape[0]), int(image_shape[1])
-        side = min(height, width)
-        if side < 2:
-            raise ValueError(f"Images must be at least 2x2 pixels; got {height}x{width}.")
-        self.stem_strides = 1
-        while side // self.stem_strides > 64:
-            self.stem_strides *= 2
-        side = math.ceil(side / self.stem_strides)
-        reductions = int(math.floor(math.log2(side / 4))) if side >= 8 else 0
-        self.num_stages = max(1, min(self.max_stages, reductions + 1))
+    Each stage after the first halves the resolution; there are as many as
+    keep the last stage at 7x7 or more, as in the CIFAR networks of ENAS
+    (32 -> 16 -> 8), and at least two for images of 8x8 or more.
+
+    >>> image_layout((8, 8)), image_layout((28, 28)), image_layout((32, 32, 3)), image_layout((224, 224, 3))
+    ((1, 2), (1, 3), (1, 3), (4, 4))
+    """
+    side = min(int(image_shape[0]), int(image_shape[1]))
+    if side < 2:
+        raise ValueError(f"Images must be at least 2x2 pixels; got {image_shape[0]}x{image_shape[1]}.")
+    stem_strides = 1
+    while side // stem_strides > 64:
+        stem_strides *= 2
+    side = math.ceil(side / stem_strides)
+    stages = 2 if side >= 8 else 1
+    while stages < max_stages and side / 2 ** stages >= 7:
+        stages += 1
+    return stem_strides, stages
+
+
+class _DecisionSpace:
+    """What the two spaces share: sampling, encoding and decoding over `decision_keys`."""
+
+    decision_keys = ()
+    decision_sizes = ()
+    skip_keys = ()  # binary decisions that add a skip connection (penalised by ENAS's controller)
 
     def sample(self, rng):
-        """Returns an Architecture drawn uniformly from the space with `rng`."""
-        stages = []
-        for _ in range(self.num_stages):
-            depth = int(rng.choice(self.depth_choices))
-            stage = []
-            for position in range(depth):
-                op = str(rng.choice(OP_NAMES))
-                skips = tuple(j for j in range(position + 1) if rng.random() < self.skip_probability)
-                stage.append(LayerSpec(op, skips))
-            stages.append(tuple(stage))
-        return Architecture(
-            filters=int(rng.choice(self.filter_choices)),
-            stages=tuple(stages),
-            stem_strides=self.stem_strides,
-            dropout=float(rng.choice(self.dropout_choices)),
+        """Returns an architecture drawn uniformly from the space with the numpy Generator `rng`."""
+        return self.decode([int(rng.integers(size)) for size in self.decision_sizes])
+
+    def encode(self, architecture):
+        """The architecture's decisions as a list of ints ordered like `decision_keys`."""
+        values = architecture.decisions()
+        return [int(values[key]) for key in self.decision_keys]
+
+    def decode(self, values):
+        raise NotImplementedError
+
+
+class MicroSearchSpace(_DecisionSpace):
+    """Cells of ENAS's micro space: each node sums two ops on two earlier tensors.
+
+    Args:
+        image_shape: (H, W) or (H, W, C) of the images.
+        num_nodes: nodes per cell. ENAS uses 5; 4 keeps the supernet's first
+            trace under 20 s on two CPU cores.
+        filters: channels of the first stage.
+        cells_per_stage: normal cells per stage.
+        dropout: dropout rate before the classifier of every child.
+    """
+
+    name = "micro"
+
+    def __init__(self, image_shape, num_nodes=4, filters=16, cells_per_stage=1, dropout=0.0):
+        self.stem_strides, self.num_stages = image_layout(image_shape)
+        self.num_nodes = int(num_nodes)
+        if self.num_nodes < 1:
+            raise ValueError(f"num_nodes must be positive; got {num_nodes}.")
+        self.filters, self.cells_per_stage, self.dropout = int(filters), int(cells_per_stage), float(dropout)
+        keys, sizes = [], []
+        for kind in ("normal", "reduce"):
+            for i in range(self.num_nodes):
+                for slot in (0, 1):
+                    keys += [f"{kind}/n{i}/in{slot}", f"{kind}/n{i}/op{slot}"]
+                    sizes += [i + 2, len(CELL_OP_NAMES)]
+        self.decision_keys, self.decision_sizes = tuple(keys), tuple(sizes)
+
+    def decode(self, values):
+        chosen = dict(zip(self.decision_keys, (int(v) for v in values)))
+        cells = {
+            kind: tuple(
+                NodeSpec(
+                    inputs=(chosen[f"{kind}/n{i}/in0"], chosen[f"{kind}/n{i}/in1"]),
+                    ops=(CELL_OP_NAMES[chosen[f"{kind}/n{i}/op0"]], CELL_OP_NAMES[chosen[f"{kind}/n{i}/op1"]]),
+                )
+                for i in range(self.num_nodes)
+            )
+            for kind in ("normal", "reduce")
+        }
+        return CellArchitecture(
+            normal=cells["normal"], reduce=cells["reduce"], filters=self.filters, num_stages=self.num_stages,
+            cells_per_stage=self.cells_per_stage, stem_strides=self.stem_strides, dropout=self.dropout,
         )
 
     def smallest(self):
-        """The architecture with the fewest parameters, to check `max_model_size`."""
-        return Architecture(
-            filters=min(self.filter_choices),
-            stages=tuple((LayerSpec("maxpool3x3"),) for _ in range(self.num_stages)),
-            stem_strides=self.stem_strides,
-            dropout=0.0,
+        """The architecture with the fewest parameters: identities only."""
+        return self.decode([CELL_OP_NAMES.index("identity") if "/op" in key else 0 for key in self.decision_keys])
+
+
+class MacroSearchSpace(_DecisionSpace):
+    """Layers of ENAS's macro space: each layer picks an op and skip connections.
+
+    Every stage has `layers_per_stage` layers. Layer p of a stage reads the
+    output of layer p - 1 (the stage's input for p = 0) and adds any of the
+    stage's earlier tensors (a skip to itself makes it residual).
+    """
+
+    name = "macro"
+
+    def __init__(self, image_shape, filters=32, layers_per_stage=2, dropout=0.0):
+        self.stem_strides, self.num_stages = image_layout(image_shape)
+        self.filters, self.layers_per_stage, self.dropout = int(filters), int(layers_per_stage), float(dropout)
+        keys, sizes, skips = [], [], []
+        for s in range(self.num_stages):
+            for p in range(self.layers_per_stage):
+                keys.append(f"s{s}/l{p}/op")
+                sizes.append(len(OP_NAMES))
+                for j in range(p + 1):
+                    keys.append(f"s{s}/l{p}/skip{j}")
+                    sizes.append(2)
+                    skips.append(keys[-1])
+        self.decision_keys, self.decision_sizes, self.skip_keys = tuple(keys), tuple(sizes), tuple(skips)
+
+    def decode(self, values):
+        chosen = dict(zip(self.decision_keys, (int(v) for v in values)))
+        stages = tuple(
+            tuple(
+                LayerSpec(OP_NAMES[chosen[f"s{s}/l{p}/op"]],
+                          tuple(j for j in range(p + 1) if chosen[f"s{s}/l{p}/skip{j}"]))
+                for p in range(self.layers_per_stage)
+            )
+            for s in range(self.num_stages)
         )
+        return Architecture(filters=self.filters, stages=stages, stem_strides=self.stem_strides, dropout=self.dropout)
+
+    def smallest(self):
+        return self.decode([OP_NAMES.index("maxpool3x3") if key.endswith("/op") else 0 for key in self.decision_keys])
 
 
 class DenseSearchSpace:
     """Multilayer perceptrons, the fallback for 2-D input that is not an image."""
 
+    name = "dense"
     units_choices = (32, 64, 128, 256)
     depth_choices = (1, 2, 3)
     dropout_choices = (0.0, 0.25, 0.5)
@@ -88,8 +184,12 @@ class DenseSearchSpace:
         return DenseArchitecture(units=(min(self.units_choices),), dropout=0.0)
 
 
-def search_space_for(input_spec):
-    """The search space that fits `input_spec`: convolutional for images, dense otherwise."""
-    if input_spec.is_image:
+def search_space_for(input_spec, name="micro"):
+    """The search space called `name` for `input_spec`'s images; dense networks for tabular input."""
+    if name not in SEARCH_SPACES:
+        raise ValueError(f"search_space must be one of {SEARCH_SPACES}; got {name!r}.")
+    if not input_spec.is_image:
+        return DenseSearchSpace()
+    if name == "macro":
         return MacroSearchSpace(input_spec.image_shape)
-    return DenseSearchSpace()
+    return MicroSearchSpace(input_spec.image_shape)

@@ -1,11 +1,12 @@
 """Search strategies behind one interface, with trial records and search state on disk."""
 
 from automl_kit.tuner.base import SearchData, SearchFailed, SearchStrategy
+from automl_kit.tuner.enas import ENAS, SharedWeightSearch
 from automl_kit.tuner.project import Project, ProjectLocked
 from automl_kit.tuner.random_search import RandomSearch
 from automl_kit.tuner.trial import Trial
 
-STRATEGIES = {RandomSearch.name: RandomSearch}
+STRATEGIES = {cls.name: cls for cls in (ENAS, SharedWeightSearch, RandomSearch)}
 
 
 def get_strategy(name):
@@ -15,4 +16,4 @@ def get_strategy(name):
     return STRATEGIES[name]
 
 
-__all__ = ["Project", "ProjectLocked", "RandomSearch", "SearchData", "SearchFailed", "SearchStrategy", "Trial", "get_strategy"]
+__all__ = ["ENAS", "Project", "ProjectLocked", "RandomSearch", "SearchData", "SearchFailed", "SearchStrategy", "SharedWeightSearch", "Trial", "get_strategy"]

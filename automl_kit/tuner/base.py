@@ -81,6 +81,10 @@ class SearchStrategy(abc.ABC):
         With a `TimeBudget`, no trial runs past `budget.search_deadline`.
         """
 
+    def final_epochs(self, best, epochs):
+        """Epochs for the final model: by default the best trial's best epoch count."""
+        return best.best_epoch
+
     def best_trials(self, trials, count):
         """The `count` best completed trials, best first; among equal scores the smaller model wins."""
         sign = -1.0 if training.objective_direction(self.objective) == "min" else 1.0

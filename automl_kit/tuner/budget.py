@@ -1,6 +1,15 @@
 """The wall-clock budget of a whole `fit`, shared between search and final training."""
 
+import math
 import time
+
+
+def seconds_per_epoch(trial):
+    """A trial's measured seconds per training epoch (its whole time per epoch if not measured)."""
+    measured = [v for v in trial.history.get("epoch_seconds", []) if v is not None and math.isfinite(v)]
+    if measured:
+        return float(sorted(measured)[len(measured) // 2])
+    return trial.seconds / max(trial.epochs_run, 1)
 
 
 class TimeBudget:
@@ -28,11 +37,12 @@ class TimeBudget:
         self.start = time.monotonic()
         self.end = self.start + self.seconds
 
-    def final_training_estimate(self, best_trial, data_growth=1.0):
-        """Seconds the final training of `best_trial` is expected to take."""
+    def final_training_estimate(self, best_trial, data_growth=1.0, epochs=None):
+        """Seconds the final training of `best_trial` for `epochs` (default: its best epoch) should take."""
         if best_trial is None or not best_trial.epochs_run:
             return 0.0
-        return best_trial.best_epoch * best_trial.seconds / best_trial.epochs_run * data_growth
+        epochs = best_trial.best_epoch if epochs is None else epochs
+        return epochs * seconds_per_epoch(best_trial) * data_growth
 
     def search_deadline(self, best_trial, data_growth=1.0):
         """The time (`time.monotonic`) after which the search must stop."""

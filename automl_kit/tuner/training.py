@@ -31,9 +31,42 @@ class Deadline(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def compile_for_classification(model):
+class EpochTimer(keras.callbacks.Callback):
+    """Records the seconds a whole training epoch takes, extrapolated from its timed steps.
+
+    The first step of each epoch is left out (it holds the tracing), and an
+    epoch cut short by a deadline still yields a full-epoch figure.
+    """
+
+    def __init__(self, steps_per_epoch):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._first_end, self._last_end, self._steps = None, None, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.monotonic()
+        if self._first_end is None:
+            self._first_end = now
+        else:
+            self._last_end, self._steps = now, self._steps + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._steps:
+            self.seconds.append((self._last_end - self._first_end) / self._steps * self.steps_per_epoch)
+        else:
+            self.seconds.append(float("nan"))
+
+
+def compile_for_classification(model, decay_steps=None):
+    """Adam at LEARNING_RATE; with `decay_steps`, the rate follows a cosine down to 1% of it."""
+    learning_rate = LEARNING_RATE
+    if decay_steps:
+        learning_rate = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, int(decay_steps), alpha=0.01)
     model.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE),
+        optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -67,15 +100,24 @@ def best_epoch(history, objective):
 
 
 def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_data=None, objective=None,
-          callbacks=(), deadline=None, verbose=0):
+          callbacks=(), deadline=None, verbose=0, decay=False):
     """Compiles and fits `model`; returns its history as a dict of lists.
 
     With `validation_data` and `objective`, training stops early after
     `EARLY_STOPPING_PATIENCE` epochs without improvement, and the model ends
-    with the weights of its best epoch. A diverging loss raises `TrainingFailed`.
+    with the weights of its best epoch. With `decay`, the learning rate
+    follows a cosine over the `epochs`. A diverging loss raises
+    `TrainingFailed`. The history's "epoch_seconds" holds the time each
+    epoch's training took (or would have taken, when cut by `deadline`).
     """
-    compile_for_classification(model)
-    all_callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
+    repeats = math.ceil(MIN_STEPS_PER_EPOCH * batch_size / len(x))
+    if repeats > 1:
+        x, y = np.tile(x, (repeats,) + (1,) * (x.ndim - 1)), np.tile(y, repeats)
+        sample_weight = None if sample_weight is None else np.tile(sample_weight, repeats)
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    compile_for_classification(model, decay_steps=steps_per_epoch * epochs if decay else None)
+    timer = EpochTimer(steps_per_epoch)
+    all_callbacks = [keras.callbacks.TerminateOnNaN(), timer, *callbacks]
     if validation_data is not None and objective is not None:
         all_callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -85,10 +127,6 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
         )
     if deadline is not None:
         all_callbacks.append(Deadline(deadline))
-    repeats = math.ceil(MIN_STEPS_PER_EPOCH * batch_size / len(x))
-    if repeats > 1:
-        x, y = np.tile(x, (repeats,) + (1,) * (x.ndim - 1)), np.tile(y, repeats)
-        sample_weight = None if sample_weight is None else np.tile(sample_weight, repeats)
     history = model.fit(
         x, y, sample_weight=sample_weight, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
         callbacks=all_callbacks, verbose=verbose, shuffle=True,
@@ -96,4 +134,6 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
     losses = history.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses):
         raise TrainingFailed("the training loss became NaN or infinite (diverged).")
-    return {key: [float(v) for v in values] for key, values in history.items()}
+    history = {key: [float(v) for v in values] for key, values in history.items()}
+    history["epoch_seconds"] = [float(v) for v in timer.seconds]
+    return history

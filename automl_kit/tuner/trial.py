@@ -28,6 +28,7 @@ class Trial:
     seconds: float = 0.0
     failure_reason: str = None
     history: dict = dataclasses.field(default_factory=dict)
+    shared_score: float = None  # with shared weights, the score that made it a candidate
     started_at: str = None
     finished_at: str = None
 

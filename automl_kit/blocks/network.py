@@ -1,0 +1,186 @@
+"""The networks of the two search spaces, written once for the child and the supernet.
+
+The body functions read every architectural choice through a `Choices`
+object. `FixedChoices` holds the plain ints of one Architecture and builds
+only the chosen layers: that is the standalone child. `TensorChoices` reads
+the choices from an int tensor and routes through `tf.switch_case`, so one
+traced graph serves every architecture and runs only the chosen branch:
+that is the supernet. `AllChoices` runs every branch once, to create every
+candidate layer of the supernet before its first trace. Since both draw
+their layers from a `LayerPool` under the same names, a child's layers and
+its path through the supernet are the same layers.
+"""
+
+import tensorflow as tf
+from keras import layers
+
+from automl_kit.blocks.ops import CELL_OP_NAMES, OP_NAMES, apply_op, calibrate, reduction, stem
+
+
+class FixedChoices:
+    """The choices of one architecture, as {decision key: int}: builds the child only."""
+
+    def __init__(self, values, pool):
+        self.values = values
+        self.pool = pool
+
+    def pick(self, key, branches):
+        return branches[self.values[key]]()
+
+    def pick_op(self, key, x, ops):
+        return ops[self.values[key]](x)
+
+    def add_chosen(self, base, flagged, name):
+        chosen = [tensor for key, tensor in flagged if self.values[key]]
+        return self.pool(layers.Add, name)([base, *chosen]) if chosen else base
+
+    def mean_of_loose_ends(self, nodes, input_keys, name):
+        read = {self.values[key] for key in input_keys}
+        loose = [node for k, node in enumerate(nodes) if k + 2 not in read]
+        return self.pool(layers.Average, name)(loose) if len(loose) > 1 else loose[0]
+
+
+class TensorChoices:
+    """The choices as an int32 tensor ordered like `keys`: every architecture in one graph.
+
+    `pool` is the supernet's LayerPool and `training` the mode of the call,
+    which the ops recomputed in the backward pass must share.
+    """
+
+    def __init__(self, vector, keys, pool, training):
+        self.vector = vector
+        self.position = {key: i for i, key in enumerate(keys)}
+        self.pool = pool
+        self.training = training
+
+    def value(self, key):
+        return self.vector[self.position[key]]
+
+    def pick(self, key, branches):
+        return tf.switch_case(self.value(key), branches)
+
+    def pick_op(self, key, x, ops):
+        """`ops[choice](x)`, differentiated by recomputing the chosen op in the backward pass.
+
+        Plain `tf.switch_case` gradients make every branch export the
+        intermediate tensors of every other branch, filled with zeros: the
+        step then costs several times the child's. Recomputing the one chosen
+        op instead costs one more forward of that op. (In training mode the
+        recomputation also updates the op's moving batch-norm statistics a
+        second time; the supernet's rewards use batch statistics.)
+        """
+        index = self.value(key)
+
+        @tf.custom_gradient
+        def chosen(x):
+            def backward(dy, variables=None):
+                variables = list(variables or [])
+
+                def branch(op):
+                    def gradients():
+                        with tf.GradientTape() as tape:
+                            tape.watch(x)
+                            y = op(x)
+                        return tape.gradient(y, [x, *variables], output_gradients=dy,
+                                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                    return gradients
+
+                outer, self.pool.training = self.pool.training, self.training
+                try:
+                    grads = tf.switch_case(index, [branch(op) for op in ops])
+                finally:
+                    self.pool.training = outer
+                return grads[0], grads[1:]
+
+            return tf.switch_case(index, [(lambda op=op: op(x)) for op in ops]), backward
+
+        return chosen(x)
+
+    def add_chosen(self, base, flagged, name):
+        for key, tensor in flagged:
+            base = base + tf.cast(self.value(key), base.dtype) * tensor
+        return base
+
+    def mean_of_loose_ends(self, nodes, input_keys, name):
+        values = tf.stack([self.value(key) for key in input_keys])
+        loose = [tf.cast(tf.reduce_all(values != k + 2), nodes[0].dtype) for k in range(len(nodes))]
+        return tf.add_n([w * node for w, node in zip(loose, nodes)]) / tf.add_n(loose)
+
+
+class AllChoices:
+    """Runs every branch of every choice: creates and builds all the supernet's layers."""
+
+    def pick(self, key, branches):
+        outputs = [branch() for branch in branches]
+        return outputs[0]
+
+    def pick_op(self, key, x, ops):
+        outputs = [op(x) for op in ops]
+        return outputs[0]
+
+    def add_chosen(self, base, flagged, name):
+        for _, tensor in flagged:
+            base = base + tensor
+        return base
+
+    def mean_of_loose_ends(self, nodes, input_keys, name):
+        return tf.add_n(nodes) / len(nodes)
+
+
+def macro_body(x, filters, depths, stem_strides, choices, pool):
+    """Stages of layers; each layer applies one op and adds the chosen earlier tensors of its stage."""
+    x = stem(x, filters, stem_strides, pool)
+    for s, depth in enumerate(depths):
+        if s > 0:
+            filters *= 2
+            x = reduction(x, filters, f"reduce{s}", pool)
+        tensors = [x]
+        for p in range(depth):
+            y = choices.pick_op(f"s{s}/l{p}/op", tensors[p], [
+                (lambda x, op=op: apply_op(op, x, filters, f"s{s}_l{p}_{op}", pool)) for op in OP_NAMES
+            ])
+            flagged = [(f"s{s}/l{p}/skip{j}", tensors[j]) for j in range(p + 1)]
+            tensors.append(choices.add_chosen(y, flagged, name=f"s{s}_l{p}_skips"))
+        x = tensors[-1]
+    return x
+
+
+def cell_body(x, filters, num_stages, cells_per_stage, num_nodes, stem_strides, choices, pool):
+    """A stem and a stack of normal cells, with a reduction cell between stages."""
+    x = stem(x, filters, stem_strides, pool)
+    previous, before = x, x
+    index = 0
+    for s in range(num_stages):
+        kinds = ["normal"] * cells_per_stage
+        if s > 0:
+            filters *= 2
+            kinds.insert(0, "reduce")
+        for kind in kinds:
+            output = _cell(kind, previous, before, filters, num_nodes, f"cell{index}", choices, pool)
+            previous, before = output, previous
+            index += 1
+    return previous
+
+
+def _cell(kind, previous, before, filters, num_nodes, name, choices, pool):
+    side = previous.shape[1]
+    if kind == "reduce":
+        side = (side + 1) // 2
+    tensors = [
+        calibrate(previous, filters, f"{name}_in0", pool, halve=previous.shape[1] != side),
+        calibrate(before, filters, f"{name}_in1", pool, halve=before.shape[1] != side),
+    ]
+    input_keys = []
+    for i in range(num_nodes):
+        summands = []
+        for slot in (0, 1):
+            input_key = f"{kind}/n{i}/in{slot}"
+            input_keys.append(input_key)
+            available = list(tensors)
+            source = choices.pick(input_key, [(lambda t=t: t) for t in available])
+            summands.append(choices.pick_op(f"{kind}/n{i}/op{slot}", source, [
+                (lambda x, op=op: apply_op(op, x, filters, f"{name}_n{i}_{slot}_{op}", pool))
+                for op in CELL_OP_NAMES
+            ]))
+        tensors.append(pool(layers.Add, f"{name}_n{i}_add")(summands))
+    return choices.mean_of_loose_ends(tensors[2:], input_keys, name=f"{name}_out")

@@ -1,0 +1,266 @@
+"""Search with shared weights: ENAS (a learned controller) and random sampling (random_ws).
+
+Both train one `Supernet` for up to `epochs` epochs. Each shared-weight
+step trains the path of one sampled child on one batch. ENAS samples from
+its `Controller` and, after every epoch of shared steps, trains the
+controller by REINFORCE on the children's validation accuracy (its first
+epoch is a warm-up with uniform sampling). `random_ws` samples uniformly
+throughout (Li and Talwalkar, 2019).
+
+Then both derive: they sample many architectures (from the controller, or
+uniformly), score each with the shared weights on the same validation
+images, and train the `max_trials` best from scratch for a few epochs to
+confirm the ranking. Those are the trials; the facade retrains the best of
+them fully.
+
+Every epoch ends with a checkpoint in the project (supernet and controller
+weights, optimizer states, the baseline), so a resumed search loses at most
+the epoch in progress. The random draws of epoch e come from a generator
+seeded with (seed, e), so they need no saving.
+"""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from automl_kit.blocks.architecture import architecture_from_dict
+from automl_kit.tuner.base import SearchStrategy
+from automl_kit.tuner.controller import Controller
+from automl_kit.tuner.project import write_json_atomic
+from automl_kit.tuner.supernet import Supernet
+from automl_kit.tuner.trial import COMPLETED, FAILED, Trial
+
+# An epoch of the supernet is a pass over the training data, capped so the
+# controller learns several times even in a short search on a large dataset.
+MAX_SHARED_STEPS_PER_EPOCH = 300
+CONTROLLER_STEPS_PER_EPOCH = 50
+WARMUP_EPOCHS = 1
+DERIVE_SAMPLES = 100
+REWARD_BATCH_SIZE = 128
+SCORING_SAMPLES = 512
+# Shares of a time budget: the supernet trains until 35%, derivation ends by
+# 40%, confirmation trials by 55%; the final training gets the rest.
+SUPERNET_SHARE, DERIVE_SHARE, CONFIRM_SHARE = 0.35, 0.40, 0.55
+
+
+class SharedWeightSearch(SearchStrategy):
+    """Random sampling with shared weights (`tuner="random_ws"`)."""
+
+    name = "random_ws"
+    learns_policy = False
+
+    def final_epochs(self, best, epochs):
+        """The confirmation trials are short, so the final model trains the full `epochs`."""
+        return epochs
+
+    def confirm_epochs(self, epochs):
+        return max(1, math.ceil(epochs / 4))
+
+    # ---------------------------------------------------------------- search --
+    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), budget=None, verbose=1):
+        trials = self.project.load_trials()
+        state = self.project.state.get("shared_weights", {})
+        if "candidates" not in state:
+            keras.utils.set_random_seed(self.seed)
+            supernet = Supernet(self.search_space, data.input_spec, data.num_classes, data.mean, data.variance)
+            controller = self._make_controller() if self.learns_policy else None
+            state = self._restore(state, supernet, controller, verbose)
+            deadline = None if budget is None else budget.start + SUPERNET_SHARE * budget.seconds
+            state = self._train_supernet(state, supernet, controller, data, epochs, batch_size, deadline, verbose)
+            deadline = None if budget is None else budget.start + DERIVE_SHARE * budget.seconds
+            state = self._derive(state, supernet, controller, data, max_trials, deadline, verbose)
+            del supernet, controller
+            keras.backend.clear_session()
+        elif trials and verbose:
+            print(f"Resuming: {len(trials)} confirmation trial(s) already recorded in {self.project.path}.")
+        return self._confirm(state, trials, data, max_trials, epochs, batch_size, callbacks, budget, verbose)
+
+    def _make_controller(self):
+        space = self.search_space
+        skip_positions = [space.decision_keys.index(key) for key in space.skip_keys]
+        return Controller(space.decision_sizes, skip_positions=skip_positions, seed=self.seed)
+
+    def _sample(self, controller, rng):
+        """(decisions, entropy): from the controller, or uniformly without one."""
+        if controller is None:
+            return [int(rng.integers(n)) for n in self.search_space.decision_sizes], None
+        decisions, _, entropy = controller.sample(rng)
+        return decisions, entropy
+
+    def _train_supernet(self, state, supernet, controller, data, epochs, batch_size, deadline, verbose):
+        n_train = len(data.x_train)
+        steps = min(math.ceil(n_train / batch_size), MAX_SHARED_STEPS_PER_EPOCH)
+        weights = data.w_train if data.w_train is not None else np.ones(n_train, np.float32)
+        for epoch in range(state.get("epochs_done", 0), epochs):
+            if deadline is not None and time.monotonic() >= deadline:
+                if verbose:
+                    print(f"Time budget for the supernet reached after {epoch} epoch(s).")
+                break
+            started = time.monotonic()
+            rng = np.random.default_rng([self.seed, epoch])
+            warmup = controller is None or epoch < WARMUP_EPOCHS
+            order = rng.permutation(n_train)
+            losses = []
+            for step in range(steps):
+                batch = order[(step * batch_size) % n_train:][:batch_size]
+                decisions, _ = self._sample(None if warmup else controller, rng)
+                losses.append(supernet.train_step(data.x_train[batch], data.y_train[batch], weights[batch], decisions))
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+            if not np.isfinite(np.mean(losses)):
+                raise FloatingPointError("the supernet's training loss became NaN or infinite.")
+            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "shared_steps": len(losses)}
+            record.update(self._controller_epoch(supernet, controller, data, rng, warmup))
+            record["seconds"] = time.monotonic() - started
+            state = dict(state, epochs_done=epoch + 1, history=[*state.get("history", []), record])
+            self._checkpoint(state, supernet, controller)
+            if verbose:
+                extra = (f", reward {record['mean_reward']:.3f}, entropy {record['mean_entropy']:.2f}"
+                         if "mean_reward" in record else "")
+                print(f"Supernet epoch {epoch + 1}/{epochs}: loss {record['loss']:.3f}{extra} | "
+                      f"{record['seconds']:.1f} s", flush=True)
+        return state
+
+    def _controller_epoch(self, supernet, controller, data, rng, warmup):
+        """ENAS's controller phase: sample, reward with validation accuracy, REINFORCE."""
+        if controller is None or warmup:
+            return {}
+        rewards, entropies = [], []
+        for _ in range(CONTROLLER_STEPS_PER_EPOCH):
+            decisions, entropy = self._sample(controller, rng)
+            batch = rng.choice(len(data.x_val), min(REWARD_BATCH_SIZE, len(data.x_val)), replace=False)
+            accuracy = supernet.accuracy(data.x_val[batch], data.y_val[batch], decisions)
+            controller.update(decisions, accuracy + controller.entropy_weight * entropy)
+            rewards.append(accuracy)
+            entropies.append(entropy)
+        return {"mean_reward": float(np.mean(rewards)), "mean_entropy": float(np.mean(entropies)),
+                "controller_steps": CONTROLLER_STEPS_PER_EPOCH, "baseline": float(controller.baseline)}
+
+    def _derive(self, state, supernet, controller, data, max_trials, deadline, verbose):
+        """Scores sampled architectures with the shared weights; keeps the `max_trials` best."""
+        rng = np.random.default_rng([self.seed, 1_000_000])
+        count = min(SCORING_SAMPLES, len(data.x_val))
+        scoring = rng.choice(len(data.x_val), count, replace=False)
+        x_val, y_val = data.x_val[scoring], data.y_val[scoring]
+        scored = {}
+        started = time.monotonic()
+        for _ in range(DERIVE_SAMPLES):
+            if deadline is not None and time.monotonic() >= deadline and scored:
+                break
+            decisions, _ = self._sample(controller, rng)
+            key = tuple(decisions)
+            if key in scored:
+                continue
+            accuracies = [supernet.accuracy(x_val[i:i + 256], y_val[i:i + 256], decisions) for i in range(0, count, 256)]
+            sizes = [len(y_val[i:i + 256]) for i in range(0, count, 256)]
+            scored[key] = float(np.average(accuracies, weights=sizes))
+        ranked = sorted(scored.items(), key=lambda item: -item[1])
+        candidates = []
+        for decisions, score in ranked:
+            architecture = self.search_space.decode(decisions)
+            if self.max_model_size is not None:
+                params = data.build(architecture).count_params()
+                keras.backend.clear_session()
+                if params > self.max_model_size:
+                    continue
+            candidates.append({"architecture": architecture.to_dict(), "shared_score": score})
+            if len(candidates) == max_trials:
+                break
+        state = dict(state, candidates=candidates, derived=len(scored),
+                     derive_seconds=time.monotonic() - started)
+        self.project.update_state(shared_weights=state)
+        if verbose:
+            best = f"; best shared-weight score {ranked[0][1]:.4f}" if ranked else ""
+            print(f"Derived {len(candidates)} candidate(s) from {len(scored)} scored architectures{best}.", flush=True)
+        return state
+
+    def _confirm(self, state, trials, data, max_trials, epochs, batch_size, callbacks, budget, verbose):
+        """Trains each candidate from scratch for a few epochs; these are the search's trials."""
+        candidates = state["candidates"]
+        total = min(max_trials, len(candidates))
+        for index in range(len(trials), total):
+            deadline = None
+            if budget is not None:
+                end = budget.start + CONFIRM_SHARE * budget.seconds
+                if time.monotonic() >= end and trials:
+                    if verbose:
+                        print(f"Time budget for confirmation reached after {index} trial(s).")
+                    break
+                # Each remaining candidate gets an equal share of the time left for confirmation.
+                deadline = time.monotonic() + max(end - time.monotonic(), 0.0) / (total - index)
+            candidate = candidates[index]
+            trial = self.train_trial(
+                f"{index:04d}", architecture_from_dict(candidate["architecture"]), data,
+                epochs=self.confirm_epochs(epochs), batch_size=batch_size, callbacks=callbacks, deadline=deadline,
+                seed=self.seed + index, verbose=verbose, previous_trials=trials,
+            )
+            trial.shared_score = candidate["shared_score"]
+            self.project.save_trial(trial)
+            trials.append(trial)
+            if verbose:
+                self._report(trial, trials, total)
+            self.check_failures(trials)
+        return trials
+
+    def _report(self, trial, trials, total):
+        best = self.best_trial(trials)
+        if trial.status == COMPLETED:
+            result = f"{self.objective}={trial.score:.4f} (best {best.score:.4f})"
+        else:
+            result = f"FAILED: {trial.failure_reason}"
+        print(f"Trial {int(trial.trial_id) + 1}/{total}: shared-weight score {trial.shared_score:.4f}, "
+              f"from scratch {result} | {trial.params or 0:,} params | {trial.seconds:.1f} s | "
+              f"{trial.architecture}", flush=True)
+
+    # ------------------------------------------------------------ checkpoint --
+    def _paths(self):
+        folder = os.path.join(self.project.path, "supernet")
+        return {name: os.path.join(folder, name) for name in
+                ("supernet.weights.h5", "controller.weights.h5", "optimizers.npz")}
+
+    def _checkpoint(self, state, supernet, controller):
+        """Saves the epoch's weights and optimizer states, then the state that points to them."""
+        paths = self._paths()
+        os.makedirs(os.path.dirname(paths["supernet.weights.h5"]), exist_ok=True)
+        models = {"supernet.weights.h5": supernet}
+        if controller is not None:
+            models["controller.weights.h5"] = controller
+        for name, model in models.items():
+            tmp = paths[name].replace(name, f".tmp-{name}")
+            model.save_weights(tmp)
+            os.replace(tmp, paths[name])
+        arrays = {f"supernet_{i}": v.numpy() for i, v in enumerate(supernet.optimizer.variables)}
+        if controller is not None:
+            arrays.update({f"controller_{i}": v.numpy() for i, v in enumerate(controller.optimizer.variables)})
+            state = dict(state, baseline=controller.baseline)
+        tmp = paths["optimizers.npz"].replace("optimizers.npz", ".tmp-optimizers.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, paths["optimizers.npz"])
+        self.project.update_state(shared_weights=state)
+
+    def _restore(self, state, supernet, controller, verbose):
+        if not state.get("epochs_done"):
+            return {}
+        paths = self._paths()
+        supernet.load_weights(paths["supernet.weights.h5"])
+        with np.load(paths["optimizers.npz"], allow_pickle=False) as arrays:
+            for i, v in enumerate(supernet.optimizer.variables):
+                v.assign(arrays[f"supernet_{i}"])
+            if controller is not None:
+                controller.load_weights(paths["controller.weights.h5"])
+                for i, v in enumerate(controller.optimizer.variables):
+                    v.assign(arrays[f"controller_{i}"])
+                controller.baseline = state.get("baseline")
+        if verbose:
+            print(f"Resuming the supernet after epoch {state['epochs_done']} from {os.path.dirname(paths['optimizers.npz'])}.")
+        return state
+
+
+class ENAS(SharedWeightSearch):
+    """Efficient Neural Architecture Search (Pham et al. 2018): a controller learns where to look."""
+
+    name = "enas"
+    learns_policy = True
