@@ -34,21 +34,28 @@ def fitted_digits(digits_split):
 
 
 def quick_fit(x, y, **fit_kwargs):
-    """One trial of one epoch: enough to exercise the whole path, not to be accurate."""
+    """One trial of one epoch from scratch: enough to exercise the data path, not to be accurate.
+
+    Random search from scratch skips the supernet's tracing, so the many
+    tests of input forms and label types stay quick; test_enas.py covers
+    the default tuner.
+    """
     fit_kwargs.setdefault("epochs", 1)
     fit_kwargs.setdefault("verbose", 0)
-    return ImageClassifier(max_trials=1, seed=0).fit(x, y, **fit_kwargs)
+    return ImageClassifier(max_trials=1, seed=0, tuner="random").fit(x, y, **fit_kwargs)
 
 
 @pytest.fixture
 def no_training(monkeypatch):
     """Makes any attempt to train a model fail the test: bad input must be caught before."""
     from automl_kit.tuner import training
+    from automl_kit.tuner.supernet import Supernet
 
     def refuse(*args, **kwargs):
         raise AssertionError("training started before the bad input was rejected")
 
     monkeypatch.setattr(training, "train", refuse)
+    monkeypatch.setattr(Supernet, "train_step", refuse)
     return refuse
 
 

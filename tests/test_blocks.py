@@ -4,22 +4,45 @@ import keras
 import numpy as np
 import pytest
 
-from automl_kit.blocks import OP_NAMES, Architecture, LayerSpec, MacroSearchSpace, build_model
-from automl_kit.blocks.ops import apply_op
+from automl_kit.blocks import (
+    CELL_OP_NAMES, OP_NAMES, Architecture, CellArchitecture, LayerSpec, MacroSearchSpace, MicroSearchSpace, NodeSpec,
+    architecture_from_dict, build_model,
+)
+from automl_kit.blocks.ops import LayerPool, apply_op
 from automl_kit.data import InputSpec
 
 GRAY28 = InputSpec((28, 28), (28, 28, 1))
 
 
-def test_architecture_json_round_trip_and_hashable():
+@pytest.mark.parametrize("space_class", [MicroSearchSpace, MacroSearchSpace])
+def test_architecture_json_round_trip_and_hashable(space_class):
     rng = np.random.default_rng(3)
-    space = MacroSearchSpace((32, 32, 3))
+    space = space_class((32, 32, 3))
     for _ in range(20):
         arch = space.sample(rng)
         text = arch.to_json()
-        json.loads(text)  # plain JSON
-        again = Architecture.from_json(text)
+        again = architecture_from_dict(json.loads(text))  # plain JSON
         assert again == arch and hash(again) == hash(arch)
+        assert space.decode(space.encode(arch)) == arch
+
+
+def test_cell_architecture_is_readable_and_checked():
+    node = NodeSpec((0, 1), ("sep3x3", "identity"))
+    arch = CellArchitecture(normal=(node,), reduce=(node,), filters=8, num_stages=2)
+    assert str(arch) == ("normal: 2=sep3x3(0)+identity(1) | reduce: 2=sep3x3(0)+identity(1) | "
+                         "8 filters, 2 stages of 1 cell | dropout 0.0")
+    with pytest.raises(ValueError, match="can only read tensors 0..1"):
+        CellArchitecture(normal=(NodeSpec((0, 2), ("sep3x3", "identity")),), reduce=(node,), filters=8, num_stages=2)
+    with pytest.raises(ValueError, match="Unknown cell op"):
+        NodeSpec((0, 1), ("conv7x7", "identity"))
+
+
+def test_micro_space_has_separate_normal_and_reduction_cells():
+    space = MicroSearchSpace((32, 32, 3), num_nodes=5)
+    assert len(space.decision_keys) == 2 * 5 * 4  # two cell kinds, 5 nodes, 2 inputs and 2 ops each
+    arch = space.sample(np.random.default_rng(0))
+    assert len(arch.normal) == len(arch.reduce) == 5
+    assert {op for node in arch.normal + arch.reduce for op in node.ops} <= set(CELL_OP_NAMES)
 
 
 def test_architecture_is_immutable_and_readable():
@@ -51,16 +74,17 @@ def test_unknown_op():
 @pytest.mark.parametrize("op", OP_NAMES)
 def test_every_op_keeps_the_shape(op):
     inputs = keras.Input((6, 6, 8))
-    outputs = apply_op(op, inputs, 8, name=f"t_{op}")
+    outputs = apply_op(op, inputs, 8, f"t_{op}", LayerPool())
     assert tuple(outputs.shape) == (None, 6, 6, 8)
 
 
+@pytest.mark.parametrize("space_class", [MicroSearchSpace, MacroSearchSpace])
 @pytest.mark.parametrize(
     "image_shape, stages, final_side",
-    [((8, 8), 2, 4), ((28, 28), 3, 7), ((32, 32, 3), 4, 4), ((96, 96, 3), 4, 6), ((5, 7), 1, 5)],
+    [((8, 8), 2, 4), ((28, 28), 3, 7), ((32, 32, 3), 3, 8), ((96, 96, 3), 3, 12), ((5, 7), 1, 5)],
 )
-def test_space_adapts_to_image_size(image_shape, stages, final_side):
-    space = MacroSearchSpace(image_shape)
+def test_space_adapts_to_image_size(space_class, image_shape, stages, final_side):
+    space = space_class(image_shape)
     assert space.num_stages == stages
     arch = space.sample(np.random.default_rng(0))
     channels = image_shape[2] if len(image_shape) == 3 else 1
@@ -72,8 +96,9 @@ def test_space_adapts_to_image_size(image_shape, stages, final_side):
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_builder_uses_only_standard_keras_layers():
-    arch = MacroSearchSpace((28, 28)).sample(np.random.default_rng(1))
+@pytest.mark.parametrize("space_class", [MicroSearchSpace, MacroSearchSpace])
+def test_builder_uses_only_standard_keras_layers(space_class):
+    arch = space_class((28, 28)).sample(np.random.default_rng(1))
     model = build_model(arch, GRAY28, 10, [0.5], [0.1])
     for layer in model.layers:
         assert type(layer).__module__.startswith("keras."), type(layer)
@@ -87,8 +112,9 @@ def test_sampling_is_seeded():
     assert len(set(first)) > 1
 
 
-def test_smallest_is_smallest():
-    space = MacroSearchSpace((28, 28))
+@pytest.mark.parametrize("space_class", [MicroSearchSpace, MacroSearchSpace])
+def test_smallest_is_smallest(space_class):
+    space = space_class((28, 28))
     smallest = build_model(space.smallest(), GRAY28, 10, [0.0], [1.0]).count_params()
     rng = np.random.default_rng(0)
     for _ in range(10):

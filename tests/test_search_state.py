@@ -20,11 +20,11 @@ def _trial_records(folder):
 
 def test_resume_does_not_rerun_finished_trials(small_digits, tmp_path):
     x, y = small_digits
-    first = ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    first = ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     before = _trial_records(tmp_path)
     assert list(before) == ["0000.json"] and before["0000.json"]["status"] == "completed"
 
-    resumed = ImageClassifier(max_trials=2, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    resumed = ImageClassifier(tuner="random", max_trials=2, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     after = _trial_records(tmp_path)
     assert list(after) == ["0000.json", "0001.json"]
     assert after["0000.json"] == before["0000.json"]  # same record, same timestamps: not re-run
@@ -33,7 +33,7 @@ def test_resume_does_not_rerun_finished_trials(small_digits, tmp_path):
 
 def test_completed_search_goes_straight_to_stored_model(small_digits, tmp_path, capsys, monkeypatch):
     x, y = small_digits
-    clf = ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    clf = ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     expected = clf.predict_proba(x[:10])
 
     from automl_kit.tuner import training
@@ -42,7 +42,7 @@ def test_completed_search_goes_straight_to_stored_model(small_digits, tmp_path, 
         raise AssertionError("a completed search trained again")
 
     monkeypatch.setattr(training, "train", refuse)
-    clf2 = ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path))
+    clf2 = ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path))
     clf2.fit(x, y, epochs=1, verbose=1)
     assert "complete" in capsys.readouterr().out
     np.testing.assert_allclose(clf2.predict_proba(x[:10]), expected, atol=1e-6)
@@ -50,18 +50,18 @@ def test_completed_search_goes_straight_to_stored_model(small_digits, tmp_path, 
 
 def test_resume_with_changed_data_or_settings_raises(small_digits, tmp_path):
     x, y = small_digits
-    ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="overwrite=True"):
-        ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path)).fit(x[:300], y[:300], epochs=1, verbose=0)
+        ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path)).fit(x[:300], y[:300], epochs=1, verbose=0)
     with pytest.raises(ValueError, match="changed: settings"):
-        ImageClassifier(max_trials=1, seed=1, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+        ImageClassifier(tuner="random", max_trials=1, seed=1, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     # overwrite=True starts again instead of raising.
-    ImageClassifier(max_trials=1, seed=1, directory=str(tmp_path), overwrite=True).fit(x, y, epochs=1, verbose=0)
+    ImageClassifier(tuner="random", max_trials=1, seed=1, directory=str(tmp_path), overwrite=True).fit(x, y, epochs=1, verbose=0)
 
 
 def test_project_holds_json_and_keras_formats_only_with_weights_of_the_best_two(small_digits, tmp_path):
     x, y = small_digits
-    clf = ImageClassifier(max_trials=4, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    clf = ImageClassifier(tuner="random", max_trials=4, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     files = [os.path.join(root, f) for root, _, names in os.walk(tmp_path) for f in names]
     assert files and all(f.endswith((".json", ".keras", ".weights.h5")) for f in files), files
     assert not any("pkl" in f or "pickle" in f for f in files)
@@ -76,13 +76,13 @@ def test_default_directory_leaves_nothing_behind(small_digits, tmp_path, monkeyp
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     x, y = small_digits
-    ImageClassifier(max_trials=1, seed=0).fit(x, y, epochs=1, verbose=0)
+    ImageClassifier(tuner="random", max_trials=1, seed=0).fit(x, y, epochs=1, verbose=0)
     assert os.listdir(tmp_path) == []
 
 
 def test_seeded_runs_propose_the_same_trials(small_digits):
     x, y = small_digits
-    runs = [ImageClassifier(max_trials=3, seed=5).fit(x, y, epochs=1, verbose=0) for _ in range(2)]
+    runs = [ImageClassifier(tuner="random", max_trials=3, seed=5).fit(x, y, epochs=1, verbose=0) for _ in range(2)]
     assert [t.architecture for t in runs[0].trials_] == [t.architecture for t in runs[1].trials_]
     assert len({t.architecture for t in runs[0].trials_}) == 3
 
@@ -90,7 +90,7 @@ def test_seeded_runs_propose_the_same_trials(small_digits):
 def test_time_limit_is_respected(small_digits):
     x, y = small_digits
     started = time.monotonic()
-    clf = ImageClassifier(max_trials=100, seed=0, time_limit=15).fit(x, y, epochs=50, verbose=0)
+    clf = ImageClassifier(tuner="random", max_trials=100, seed=0, time_limit=15).fit(x, y, epochs=50, verbose=0)
     elapsed = time.monotonic() - started
     assert elapsed < 15 * 1.5, elapsed  # generous: the deadline is checked after every step
     assert len(clf.trials_) < 100
@@ -98,7 +98,7 @@ def test_time_limit_is_respected(small_digits):
 
 def test_max_model_size_is_honoured(small_digits):
     x, y = small_digits
-    clf = ImageClassifier(max_trials=3, seed=0, max_model_size=20_000).fit(x, y, epochs=1, verbose=0)
+    clf = ImageClassifier(tuner="random", max_trials=3, seed=0, max_model_size=20_000).fit(x, y, epochs=1, verbose=0)
     assert all(t.params <= 20_000 for t in clf.trials_)
     assert clf.export_model().count_params() <= 20_000
 
@@ -162,9 +162,9 @@ def test_short_budget_fine_tunes_the_best_trial_instead_of_retraining(small_digi
     from automl_kit.tuner import budget as budget_module
 
     # Pretend the final training would need far more time than is left.
-    monkeypatch.setattr(budget_module.TimeBudget, "final_training_estimate", lambda self, trial, growth=1.0: 1e6)
+    monkeypatch.setattr(budget_module.TimeBudget, "final_training_estimate", lambda self, trial, growth=1.0, epochs=None: 1e6)
     x, y = small_digits
-    clf = ImageClassifier(max_trials=1, seed=0, directory=str(tmp_path), time_limit=120)
+    clf = ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path), time_limit=120)
     clf.fit(x, y, epochs=2, verbose=1)
     assert "from the trial's weights" in capsys.readouterr().out
     # No whole epoch fits in the time left, so the final model is the trial's best-epoch model itself.
@@ -211,10 +211,10 @@ def test_a_second_process_gets_the_lock_error_at_once(small_digits, tmp_path, no
         x, y = small_digits
         started = time.monotonic()
         with pytest.raises(ProjectLocked, match=f"in use by process {holder.pid}"):
-            ImageClassifier(max_trials=1, directory=str(tmp_path)).fit(x, y, verbose=0)
+            ImageClassifier(tuner="random", max_trials=1, directory=str(tmp_path)).fit(x, y, verbose=0)
         assert time.monotonic() - started < 30
         with pytest.raises(ProjectLocked):  # overwrite=True must not wipe a project in use either
-            ImageClassifier(max_trials=1, directory=str(tmp_path), overwrite=True).fit(x, y, verbose=0)
+            ImageClassifier(tuner="random", max_trials=1, directory=str(tmp_path), overwrite=True).fit(x, y, verbose=0)
         assert (project / "lock.json").exists()
     finally:
         holder.kill()
@@ -226,7 +226,7 @@ import sys
 from sklearn.datasets import load_digits
 from automl_kit import ImageClassifier
 d = load_digits()
-ImageClassifier(max_trials=int(sys.argv[2]), seed=0, directory=sys.argv[1]).fit(
+ImageClassifier(tuner="random", max_trials=int(sys.argv[2]), seed=0, directory=sys.argv[1]).fit(
     d.images[:400], d.target[:400], epochs=int(sys.argv[3]), verbose=0)
 """
 
@@ -259,3 +259,49 @@ def test_search_killed_mid_way_resumes_without_rerunning_trials(tmp_path):
     state = json.load(open(tmp_path / "image_classifier" / "project.json"))
     assert state["status"] == "completed"
     assert not (tmp_path / "image_classifier" / "lock.json").exists()
+
+
+_ENAS_SCRIPT = """
+import sys
+from sklearn.datasets import load_digits
+from automl_kit import ImageClassifier
+d = load_digits()
+ImageClassifier(max_trials=1, seed=0, directory=sys.argv[1], search_space={"name": "micro", "num_nodes": 2}).fit(
+    d.images[:400], d.target[:400], epochs=int(sys.argv[2]), verbose=1)
+"""
+
+
+def test_enas_search_killed_between_epochs_resumes_from_its_checkpoint(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-c", _ENAS_SCRIPT, str(tmp_path), "30"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_path = tmp_path / "image_classifier" / "project.json"
+
+    def epochs_done():
+        try:
+            return json.load(open(state_path)).get("shared_weights", {}).get("epochs_done", 0)
+        except (OSError, ValueError):
+            return 0
+
+    deadline = time.monotonic() + 300
+    while epochs_done() < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = json.load(open(state_path))["shared_weights"]
+    assert 3 <= before["epochs_done"] < 30, "the supernet finished before it could be killed"
+    for name in ("supernet.weights.h5", "controller.weights.h5", "optimizers.npz"):
+        assert (tmp_path / "image_classifier" / "supernet" / name).exists()
+
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming the supernet after epoch {before['epochs_done']}" in result.stdout
+    assert "Supernet epoch 1/30" not in result.stdout  # finished epochs are not re-run
+    after = json.load(open(state_path))
+    assert after["status"] == "completed"
+    assert after["shared_weights"]["history"][:before["epochs_done"]] == before["history"]
+    assert len(after["shared_weights"]["history"]) == 30

@@ -14,7 +14,7 @@ Example:
 >>> import numpy as np
 >>> space = MicroSearchSpace((28, 28))
 >>> space.num_stages, space.stem_strides, len(space.decision_keys)
-(3, 1, 40)
+(3, 1, 32)
 >>> arch = space.sample(np.random.default_rng(0))
 >>> space.decode(space.encode(arch)) == arch
 True

@@ -78,6 +78,7 @@ class Supernet(keras.Model):
         # Called directly, never through Keras's __call__: under it, the
         # recomputing gradients of `TensorChoices.pick_op` come out wrong.
         images, arch = inputs
+        arch = tf.convert_to_tensor(arch, tf.int32)
         training = bool(training)
         outer, self.pool.training = self.pool.training, training
         try:

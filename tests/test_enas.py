@@ -1,0 +1,130 @@
+"""The shared-weight search: supernet, controller, ENAS and random_ws end to end."""
+
+import numpy as np
+import pytest
+
+from automl_kit import ImageClassifier
+from automl_kit.blocks import MacroSearchSpace, MicroSearchSpace, build_model
+from automl_kit.data import InputSpec
+from automl_kit.tuner.controller import Controller
+from automl_kit.tuner.supernet import Supernet
+
+SPEC = InputSpec((8, 8), (8, 8, 1))
+
+
+def _supernet(space):
+    return Supernet(space, SPEC, num_classes=10, mean=[8.0], variance=[36.0])
+
+
+@pytest.fixture(scope="module", params=["micro", "macro"])
+def trained_supernet(request, small_digits):
+    """A supernet trained for 30 shared steps, each on a different random child."""
+    space = MicroSearchSpace((8, 8), num_nodes=3) if request.param == "micro" else MacroSearchSpace((8, 8))
+    supernet = _supernet(space)
+    x, y = small_digits
+    rng = np.random.default_rng(0)
+    for step in range(30):
+        batch = rng.choice(len(x), 32, replace=False)
+        supernet.train_step(x[batch], y[batch], np.ones(32), space.encode(space.sample(rng)))
+    return supernet
+
+
+def test_one_trace_serves_twenty_architectures(trained_supernet, small_digits):
+    space = trained_supernet.space
+    x, y = small_digits
+    rng = np.random.default_rng(1)
+    architectures = {space.sample(rng) for _ in range(20)}
+    assert len(architectures) == 20
+    for arch in architectures:
+        loss = trained_supernet.train_step(x[:16], y[:16], np.ones(16), space.encode(arch))
+        assert np.isfinite(loss)
+    # 30 steps in the fixture and 20 here, with batches of two sizes: one trace.
+    assert trained_supernet.traces == 1
+
+
+def test_weight_inheritance_is_exact(trained_supernet, small_digits):
+    """The standalone child, loaded with its path's shared weights, is the child the supernet scored."""
+    space = trained_supernet.space
+    x, _ = small_digits
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        arch = space.sample(rng)
+        child = trained_supernet.inherit(build_model(arch, SPEC, 10, [8.0], [36.0]))
+        expected = trained_supernet.predict_child(x[:64], space.encode(arch))
+        np.testing.assert_allclose(child.predict(x[:64].astype("float32"), verbose=0), expected, atol=1e-5)
+        # Not trivially equal: children disagree with each other.
+    other = space.sample(rng)
+    assert np.abs(trained_supernet.predict_child(x[:64], space.encode(other)) - expected).max() > 1e-3
+
+
+def test_only_the_chosen_branch_runs(small_digits):
+    """A NaN kernel in one op poisons the output only of children that use that op."""
+    space = MicroSearchSpace((8, 8), num_nodes=2)
+    supernet = _supernet(space)
+    poisoned = supernet.pool.layers["cell0_n0_0_sep5x5_conv"]
+    poisoned.set_weights([np.full_like(w, np.nan) for w in poisoned.get_weights()])
+    x, y = small_digits
+    arch = space.sample(np.random.default_rng(0))
+    decisions = dict(zip(space.decision_keys, space.encode(arch)))
+    # The poisoned op last: a training-mode pass through it puts NaN into
+    # the moving statistics of every later batch normalisation.
+    for op_index, expect_nan in [(0, False), (4, False), (1, True)]:  # sep3x3, identity, sep5x5
+        chosen = [op_index if key == "normal/n0/op0" else value for key, value in decisions.items()]
+        for training in (False, True):
+            out = supernet.call((x[:8].astype("float32"), np.asarray(chosen, np.int32)), training=training)
+            assert np.isnan(out.numpy()).any() == expect_nan, (op_index, training)
+        if not expect_nan:  # the backward pass does not touch the poisoned branch either
+            assert np.isfinite(supernet.train_step(x[:8], y[:8], np.ones(8), chosen))
+
+
+def test_controller_update_raises_the_log_probability_of_a_rewarded_architecture():
+    space = MicroSearchSpace((28, 28))
+    controller = Controller(space.decision_sizes, seed=0)
+    rng = np.random.default_rng(0)
+    rewarded, _, _ = controller.sample(rng)
+    before = controller.log_prob(rewarded)
+    controller.update(rewarded, reward=0.5)  # sets the baseline
+    for _ in range(3):
+        controller.update(rewarded, reward=1.0)
+    assert controller.log_prob(rewarded) > before + 0.1
+    # and an architecture punished below the baseline becomes less likely
+    punished, _, _ = controller.sample(rng)
+    before = controller.log_prob(punished)
+    controller.update(punished, reward=0.0)
+    assert controller.log_prob(punished) < before
+
+
+def test_skip_penalty_pulls_skip_probability_towards_its_target():
+    space = MacroSearchSpace((8, 8))
+    skips = [space.decision_keys.index(k) for k in space.skip_keys]
+    controller = Controller(space.decision_sizes, skip_positions=skips, skip_target=0.1, skip_weight=5.0, seed=0)
+    rng = np.random.default_rng(0)
+
+    def skip_rate():
+        return np.mean([[d[i] for i in skips] for d, _, _ in (controller.sample(rng) for _ in range(200))])
+
+    before = skip_rate()
+    for _ in range(30):
+        decisions, _, _ = controller.sample(rng)
+        controller.update(decisions, reward=controller.baseline or 0.0)  # no advantage: only the penalty acts
+    assert skip_rate() < before - 0.1
+
+
+def test_enas_is_the_default_and_records_its_search(fitted_digits):
+    """fitted_digits is a default ImageClassifier: ENAS over the micro space."""
+    assert fitted_digits.tuner == "enas"
+    trials = fitted_digits.trials_
+    assert len(trials) == 2 and all(t.shared_score is not None for t in trials)
+    assert all(t.architecture.to_dict()["type"] == "cell" for t in trials)
+
+
+@pytest.mark.parametrize("tuner, search_space", [("random_ws", "macro"), ("enas", "macro")])
+def test_shared_weight_tuners_end_to_end(tuner, search_space, digits_split, tmp_path):
+    x_train, x_test, y_train, y_test = digits_split
+    clf = ImageClassifier(max_trials=1, tuner=tuner, search_space=search_space, seed=0, directory=str(tmp_path))
+    clf.fit(x_train, y_train, epochs=4, verbose=0)
+    assert clf.score(x_test, y_test) > 0.8
+    import json
+    state = json.load(open(tmp_path / "image_classifier" / "project.json"))["shared_weights"]
+    assert len(state["history"]) == 4 and state["derived"] > 10
+    assert ("mean_reward" in state["history"][-1]) == (tuner == "enas")
