@@ -20,6 +20,9 @@ from automl_kit.tuner import training
 from automl_kit.tuner.budget import TimeBudget
 
 DEFAULT_EPOCHS = 10
+# With a time_limit and no epochs, the supernet, the trials (with early
+# stopping) and the final model train until their share of the budget ends.
+EPOCHS_UNTIL_DEADLINE = 1000
 OBJECTIVES = ("val_accuracy", "val_loss")
 
 
@@ -85,11 +88,18 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         objective: `"val_accuracy"` (maximised) or `"val_loss"` (minimised).
         max_model_size: upper bound on the parameters of any candidate model.
         time_limit: seconds for the whole `fit`, search and final training
-            together. The search stops early enough to leave the final
+            together. With `"enas"` and `"random_ws"`, the supernet trains
+            for the first 35%, the derivation ends by 40% and the
+            confirmation trials by 55%; the final training has the rest.
+            With `"random"`, the search stops early enough to leave the final
             training the time the best trial suggests it needs, between a
-            quarter and a half of the limit; the final training stops at the
-            limit.
-        epochs: most epochs per trial (default 10); `fit(epochs=...)` overrides it.
+            quarter and a half of the limit. The final training stops at the
+            limit; when a retraining from scratch would not fit, it goes on
+            from the best trial's weights instead.
+        epochs: most epochs of the supernet, of each trial (a quarter of it
+            for the confirmation trials of `"enas"` and `"random_ws"`) and of
+            the final model (default 10, or as many as `time_limit` allows
+            when it is set); `fit(epochs=...)` overrides it.
         input_shape: `(H, W)` or `(H, W, C)` of flattened images passed as 2-D
             `(N, H*W*C)` arrays. Without it, 2-D input of a square width of
             at least 64 is read as square grayscale images (784 -> 28x28) and
@@ -98,6 +108,18 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         max_consecutive_failed_trials: the search stops with an error listing
             the reasons once this many trials in a row failed (a diverging
             loss, running out of memory, an error while building).
+
+    Attributes (after `fit`):
+        model_: the final Keras model (probabilities out).
+        classes_: the labels, in the order of `predict_proba`'s columns.
+        trials_: the `Trial` records: architectures trained from scratch.
+        best_trial_, best_architecture_, best_score_: the trial the final
+            model was built from.
+        supernet_history_: one dict per supernet epoch (loss, and for ENAS
+            the mean reward and policy entropy); empty for `"random"`.
+        architectures_derived_, derive_seconds_: how many architectures the
+            derivation scored with shared weights, and how long it took.
+        fit_seconds_: wall time of the last `fit`.
 
     Example:
 
@@ -167,9 +189,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         budget = None if self.time_limit is None else TimeBudget(self.time_limit)
         started = time.monotonic()
-        epochs = epochs if epochs is not None else (self.epochs if self.epochs is not None else DEFAULT_EPOCHS)
-        if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        epochs = epochs if epochs is not None else self.epochs
+        if epochs is not None and (not isinstance(epochs, (int, np.integer)) or epochs < 1):
             raise ValueError(f"epochs must be a positive int or None; got {epochs!r}.")
+        if epochs is None:
+            # Under a time budget, training runs as long as the budget allows.
+            epochs = DEFAULT_EPOCHS if budget is None else EPOCHS_UNTIL_DEADLINE
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
         callbacks = list(callbacks or [])
@@ -369,8 +394,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             if verbose:
                 print(f"Final model: {model.count_params():,} parameters, "
                       f"{os.path.getsize(project.best_model_path) / 1e6:.2f} MB as .keras.")
+        shared = project.state.get("shared_weights", {})
         self.model_ = model
         self.trials_ = trials
+        self.supernet_history_ = shared.get("history", [])
+        self.architectures_derived_ = shared.get("derived", 0)
+        self.derive_seconds_ = shared.get("derive_seconds", 0.0)
         self.best_trial_ = best
         self.best_architecture_ = best.architecture
         self.best_score_ = best.score

@@ -3,6 +3,7 @@
 import abc
 import dataclasses
 import datetime
+import os
 import time
 
 import keras
@@ -50,6 +51,15 @@ class SearchData:
 
 class SearchFailed(RuntimeError):
     """Too many trials in a row failed; the message lists their reasons."""
+
+
+def resident_memory_mb():
+    """The process's resident memory in MB (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _now():
@@ -134,6 +144,7 @@ class SearchStrategy(abc.ABC):
             trial.failure_reason = f"{type(error).__name__}: {error}"
         finally:
             keras.backend.clear_session()
+        trial.rss_mb = resident_memory_mb()
         trial.seconds = time.monotonic() - started
         trial.finished_at = _now()
         return trial

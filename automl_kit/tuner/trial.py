@@ -29,6 +29,7 @@ class Trial:
     failure_reason: str = None
     history: dict = dataclasses.field(default_factory=dict)
     shared_score: float = None  # with shared weights, the score that made it a candidate
+    rss_mb: float = None  # resident memory of the searching process when the trial ended
     started_at: str = None
     finished_at: str = None
 
