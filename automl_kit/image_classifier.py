@@ -409,35 +409,35 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
         From scratch for `epochs`, the learning rate decaying on a cosine, unless a time budget
         leaves too little time for that: then the best trial's weights (kept
-        on disk) train on for the whole epochs that fit, so the final model is
-        never worse than the trial it came from.
+        on disk) train on until the time limit, the learning rate decaying
+        over the time left, so the final model starts where its trial ended.
         """
         keras.utils.set_random_seed(int(seed))
         model = data.build(best.architecture)
-        deadline, how = None, "from scratch"
+        deadline, how, decay = None, "from scratch", "epochs"
         if budget is not None:
             deadline = budget.end
-            needed = budget.final_training_estimate(best, data.growth, epochs)
-            seconds_per_epoch = max(needed / epochs, 1e-9)
-            if needed > budget.remaining() and os.path.exists(project.weights_path(best.trial_id)):
-                model.load_weights(project.weights_path(best.trial_id))
-                epochs = int(budget.remaining() // seconds_per_epoch)
-                how = "from the trial's weights, for the time left,"
-            else:
-                # The estimate includes the trial's validation and tracing, so round it.
-                epochs = max(1, min(epochs, round(budget.remaining() / seconds_per_epoch)))
+            if budget.final_training_estimate(best, data.growth, epochs) > budget.remaining():
+                # Not enough time for the planned epochs: train until the
+                # deadline, the learning rate annealed over the time left.
+                decay, how = "deadline", "from scratch until the time limit"
+                if os.path.exists(project.weights_path(best.trial_id)):
+                    model.load_weights(project.weights_path(best.trial_id))
+                    how = "from the trial's weights until the time limit"
+                    if budget.final_training_estimate(best, data.growth, 1) > budget.remaining():
+                        if verbose:
+                            print(f"Less than an epoch is left: the final model is trial {best.trial_id}'s.")
+                        return model  # a fraction of an epoch would not improve on the trial
         if verbose:
             print(f"Training the best architecture (trial {best.trial_id}, {self.objective}={best.score:.4f}) "
-                  f"{how} on training + validation data for {epochs} epoch(s).", flush=True)
-        if epochs < 1:
-            return model
+                  f"{how} on training + validation data, for at most {epochs} epoch(s).", flush=True)
         weights = None
         if data.w_train is not None:
             weights = np.concatenate([data.w_train, data.w_val if data.w_val is not None else np.ones(len(data.y_val))])
         training.train(
             model, np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]),
             sample_weight=weights, epochs=epochs, batch_size=batch_size, callbacks=callbacks, deadline=deadline,
-            verbose=2 if verbose >= 2 else 0, decay=True,
+            verbose=2 if verbose >= 2 else 0, decay=decay,
         )
         return model
 

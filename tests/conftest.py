@@ -33,16 +33,20 @@ def fitted_digits(digits_split):
     return clf
 
 
+# The search settings of tests that are not about the search itself.
+QUICK = dict(tuner="random", search_space="macro")
+
+
 def quick_fit(x, y, **fit_kwargs):
     """One trial of one epoch from scratch: enough to exercise the data path, not to be accurate.
 
-    Random search from scratch skips the supernet's tracing, so the many
-    tests of input forms and label types stay quick; test_enas.py covers
-    the default tuner.
+    Random search from scratch over the macro space skips the supernet's
+    tracing and trains small plain networks, so the many tests of input
+    forms and label types stay quick; test_enas.py covers the defaults.
     """
     fit_kwargs.setdefault("epochs", 1)
     fit_kwargs.setdefault("verbose", 0)
-    return ImageClassifier(max_trials=1, seed=0, tuner="random").fit(x, y, **fit_kwargs)
+    return ImageClassifier(max_trials=1, seed=0, **QUICK).fit(x, y, **fit_kwargs)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from automl_kit import ImageClassifier
+from tests.conftest import QUICK
 from automl_kit.blocks import MacroSearchSpace
 from automl_kit.data import InputSpec
 from automl_kit.tuner import Project, RandomSearch, SearchData, SearchFailed
@@ -20,11 +21,11 @@ def _trial_records(folder):
 
 def test_resume_does_not_rerun_finished_trials(small_digits, tmp_path):
     x, y = small_digits
-    first = ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    first = ImageClassifier(**QUICK, max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     before = _trial_records(tmp_path)
     assert list(before) == ["0000.json"] and before["0000.json"]["status"] == "completed"
 
-    resumed = ImageClassifier(tuner="random", max_trials=2, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    resumed = ImageClassifier(**QUICK, max_trials=2, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     after = _trial_records(tmp_path)
     assert list(after) == ["0000.json", "0001.json"]
     assert after["0000.json"] == before["0000.json"]  # same record, same timestamps: not re-run
@@ -33,7 +34,7 @@ def test_resume_does_not_rerun_finished_trials(small_digits, tmp_path):
 
 def test_completed_search_goes_straight_to_stored_model(small_digits, tmp_path, capsys, monkeypatch):
     x, y = small_digits
-    clf = ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    clf = ImageClassifier(**QUICK, max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     expected = clf.predict_proba(x[:10])
 
     from automl_kit.tuner import training
@@ -42,7 +43,7 @@ def test_completed_search_goes_straight_to_stored_model(small_digits, tmp_path, 
         raise AssertionError("a completed search trained again")
 
     monkeypatch.setattr(training, "train", refuse)
-    clf2 = ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path))
+    clf2 = ImageClassifier(**QUICK, max_trials=1, seed=0, directory=str(tmp_path))
     clf2.fit(x, y, epochs=1, verbose=1)
     assert "complete" in capsys.readouterr().out
     np.testing.assert_allclose(clf2.predict_proba(x[:10]), expected, atol=1e-6)
@@ -50,18 +51,18 @@ def test_completed_search_goes_straight_to_stored_model(small_digits, tmp_path, 
 
 def test_resume_with_changed_data_or_settings_raises(small_digits, tmp_path):
     x, y = small_digits
-    ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    ImageClassifier(**QUICK, max_trials=1, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="overwrite=True"):
-        ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path)).fit(x[:300], y[:300], epochs=1, verbose=0)
+        ImageClassifier(**QUICK, max_trials=1, seed=0, directory=str(tmp_path)).fit(x[:300], y[:300], epochs=1, verbose=0)
     with pytest.raises(ValueError, match="changed: settings"):
-        ImageClassifier(tuner="random", max_trials=1, seed=1, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+        ImageClassifier(**QUICK, max_trials=1, seed=1, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     # overwrite=True starts again instead of raising.
-    ImageClassifier(tuner="random", max_trials=1, seed=1, directory=str(tmp_path), overwrite=True).fit(x, y, epochs=1, verbose=0)
+    ImageClassifier(**QUICK, max_trials=1, seed=1, directory=str(tmp_path), overwrite=True).fit(x, y, epochs=1, verbose=0)
 
 
 def test_project_holds_json_and_keras_formats_only_with_weights_of_the_best_two(small_digits, tmp_path):
     x, y = small_digits
-    clf = ImageClassifier(tuner="random", max_trials=4, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
+    clf = ImageClassifier(**QUICK, max_trials=4, seed=0, directory=str(tmp_path)).fit(x, y, epochs=1, verbose=0)
     files = [os.path.join(root, f) for root, _, names in os.walk(tmp_path) for f in names]
     assert files and all(f.endswith((".json", ".keras", ".weights.h5")) for f in files), files
     assert not any("pkl" in f or "pickle" in f for f in files)
@@ -76,13 +77,13 @@ def test_default_directory_leaves_nothing_behind(small_digits, tmp_path, monkeyp
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     x, y = small_digits
-    ImageClassifier(tuner="random", max_trials=1, seed=0).fit(x, y, epochs=1, verbose=0)
+    ImageClassifier(**QUICK, max_trials=1, seed=0).fit(x, y, epochs=1, verbose=0)
     assert os.listdir(tmp_path) == []
 
 
 def test_seeded_runs_propose_the_same_trials(small_digits):
     x, y = small_digits
-    runs = [ImageClassifier(tuner="random", max_trials=3, seed=5).fit(x, y, epochs=1, verbose=0) for _ in range(2)]
+    runs = [ImageClassifier(**QUICK, max_trials=3, seed=5).fit(x, y, epochs=1, verbose=0) for _ in range(2)]
     assert [t.architecture for t in runs[0].trials_] == [t.architecture for t in runs[1].trials_]
     assert len({t.architecture for t in runs[0].trials_}) == 3
 
@@ -90,7 +91,7 @@ def test_seeded_runs_propose_the_same_trials(small_digits):
 def test_time_limit_is_respected(small_digits):
     x, y = small_digits
     started = time.monotonic()
-    clf = ImageClassifier(tuner="random", max_trials=100, seed=0, time_limit=15).fit(x, y, epochs=50, verbose=0)
+    clf = ImageClassifier(**QUICK, max_trials=100, seed=0, time_limit=15).fit(x, y, epochs=50, verbose=0)
     elapsed = time.monotonic() - started
     assert elapsed < 15 * 1.5, elapsed  # generous: the deadline is checked after every step
     assert len(clf.trials_) < 100
@@ -98,7 +99,7 @@ def test_time_limit_is_respected(small_digits):
 
 def test_max_model_size_is_honoured(small_digits):
     x, y = small_digits
-    clf = ImageClassifier(tuner="random", max_trials=3, seed=0, max_model_size=20_000).fit(x, y, epochs=1, verbose=0)
+    clf = ImageClassifier(**QUICK, max_trials=3, seed=0, max_model_size=20_000).fit(x, y, epochs=1, verbose=0)
     assert all(t.params <= 20_000 for t in clf.trials_)
     assert clf.export_model().count_params() <= 20_000
 
@@ -164,7 +165,7 @@ def test_short_budget_fine_tunes_the_best_trial_instead_of_retraining(small_digi
     # Pretend the final training would need far more time than is left.
     monkeypatch.setattr(budget_module.TimeBudget, "final_training_estimate", lambda self, trial, growth=1.0, epochs=None: 1e6)
     x, y = small_digits
-    clf = ImageClassifier(tuner="random", max_trials=1, seed=0, directory=str(tmp_path), time_limit=120)
+    clf = ImageClassifier(**QUICK, max_trials=1, seed=0, directory=str(tmp_path), time_limit=120)
     clf.fit(x, y, epochs=2, verbose=1)
     assert "from the trial's weights" in capsys.readouterr().out
     # No whole epoch fits in the time left, so the final model is the trial's best-epoch model itself.
@@ -211,10 +212,10 @@ def test_a_second_process_gets_the_lock_error_at_once(small_digits, tmp_path, no
         x, y = small_digits
         started = time.monotonic()
         with pytest.raises(ProjectLocked, match=f"in use by process {holder.pid}"):
-            ImageClassifier(tuner="random", max_trials=1, directory=str(tmp_path)).fit(x, y, verbose=0)
+            ImageClassifier(**QUICK, max_trials=1, directory=str(tmp_path)).fit(x, y, verbose=0)
         assert time.monotonic() - started < 30
         with pytest.raises(ProjectLocked):  # overwrite=True must not wipe a project in use either
-            ImageClassifier(tuner="random", max_trials=1, directory=str(tmp_path), overwrite=True).fit(x, y, verbose=0)
+            ImageClassifier(**QUICK, max_trials=1, directory=str(tmp_path), overwrite=True).fit(x, y, verbose=0)
         assert (project / "lock.json").exists()
     finally:
         holder.kill()
@@ -225,8 +226,9 @@ _SEARCH_SCRIPT = """
 import sys
 from sklearn.datasets import load_digits
 from automl_kit import ImageClassifier
+from tests.conftest import QUICK
 d = load_digits()
-ImageClassifier(tuner="random", max_trials=int(sys.argv[2]), seed=0, directory=sys.argv[1]).fit(
+ImageClassifier(**QUICK, max_trials=int(sys.argv[2]), seed=0, directory=sys.argv[1]).fit(
     d.images[:400], d.target[:400], epochs=int(sys.argv[3]), verbose=0)
 """
 
@@ -265,6 +267,7 @@ _ENAS_SCRIPT = """
 import sys
 from sklearn.datasets import load_digits
 from automl_kit import ImageClassifier
+from tests.conftest import QUICK
 d = load_digits()
 ImageClassifier(max_trials=1, seed=0, directory=sys.argv[1], search_space={"name": "micro", "num_nodes": 2}).fit(
     d.images[:400], d.target[:400], epochs=int(sys.argv[2]), verbose=1)

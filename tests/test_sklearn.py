@@ -16,11 +16,12 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from automl_kit import ImageClassifier
+from tests.conftest import QUICK
 
 # One short trial per fit keeps the ~50 checks quick.
 # Random search from scratch: the estimator checks fit dozens of times, and
 # the supernet's tracing would dominate them. test_enas.py covers the default.
-FAST = dict(max_trials=1, epochs=10, seed=0, tuner="random")
+FAST = dict(max_trials=1, epochs=10, seed=0, **QUICK)
 
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data":
@@ -102,7 +103,7 @@ def test_pipeline(flat_digits):
 
 def test_grid_search(flat_digits):
     x, y = flat_digits
-    grid = GridSearchCV(ImageClassifier(epochs=3, seed=0, tuner="random"), {"max_trials": [1, 2]}, cv=2)
+    grid = GridSearchCV(ImageClassifier(epochs=3, seed=0, **QUICK), {"max_trials": [1, 2]}, cv=2)
     grid.fit(x[:300], y[:300], verbose=0)
     assert grid.best_params_["max_trials"] in (1, 2)
     assert len(grid.cv_results_["mean_test_score"]) == 2

@@ -22,7 +22,6 @@ True
 
 import math
 
-import numpy as np
 
 from automl_kit.blocks.architecture import (
     Architecture, CellArchitecture, DenseArchitecture, LayerSpec, NodeSpec,

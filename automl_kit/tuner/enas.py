@@ -29,9 +29,8 @@ import numpy as np
 from automl_kit.blocks.architecture import architecture_from_dict
 from automl_kit.tuner.base import SearchStrategy
 from automl_kit.tuner.controller import Controller
-from automl_kit.tuner.project import write_json_atomic
 from automl_kit.tuner.supernet import Supernet
-from automl_kit.tuner.trial import COMPLETED, FAILED, Trial
+from automl_kit.tuner.trial import COMPLETED
 
 # An epoch of the supernet is a pass over the training data, capped so the
 # controller learns several times even in a short search on a large dataset.
@@ -41,6 +40,8 @@ WARMUP_EPOCHS = 1
 DERIVE_SAMPLES = 100
 REWARD_BATCH_SIZE = 128
 SCORING_SAMPLES = 512
+# Under a time budget, each confirmation trial gets at least this long.
+MIN_CONFIRM_SECONDS = 60
 # Shares of a time budget: the supernet trains until 35%, derivation ends by
 # 40%, confirmation trials by 55%; the final training gets the rest.
 SUPERNET_SHARE, DERIVE_SHARE, CONFIRM_SHARE = 0.35, 0.40, 0.55
@@ -181,10 +182,18 @@ class SharedWeightSearch(SearchStrategy):
         """Trains each candidate from scratch for a few epochs; these are the search's trials."""
         candidates = state["candidates"]
         total = min(max_trials, len(candidates))
+        end = None
+        if budget is not None:
+            end = budget.start + CONFIRM_SHARE * budget.seconds
+            # A trial needs time to build, trace and learn something: confirm
+            # only as many candidates as get MIN_CONFIRM_SECONDS each.
+            affordable = int(max(end - time.monotonic(), 0.0) // MIN_CONFIRM_SECONDS) + len(trials)
+            if affordable < total and verbose:
+                print(f"The time budget leaves room to confirm {max(affordable, 1)} of {total} candidate(s).")
+            total = max(1, min(total, affordable))
         for index in range(len(trials), total):
             deadline = None
-            if budget is not None:
-                end = budget.start + CONFIRM_SHARE * budget.seconds
+            if end is not None:
                 if time.monotonic() >= end and trials:
                     if verbose:
                         print(f"Time budget for confirmation reached after {index} trial(s).")
@@ -232,7 +241,7 @@ class SharedWeightSearch(SearchStrategy):
             tmp = paths[name].replace(name, f".tmp-{name}")
             model.save_weights(tmp)
             os.replace(tmp, paths[name])
-        arrays = {f"supernet_{i}": v.numpy() for i, v in enumerate(supernet.optimizer.variables)}
+        arrays = {f"supernet_{i}": v.numpy() for i, v in enumerate(supernet.shared_optimizer.variables)}
         if controller is not None:
             arrays.update({f"controller_{i}": v.numpy() for i, v in enumerate(controller.optimizer.variables)})
             state = dict(state, baseline=controller.baseline)
@@ -247,7 +256,7 @@ class SharedWeightSearch(SearchStrategy):
         paths = self._paths()
         supernet.load_weights(paths["supernet.weights.h5"])
         with np.load(paths["optimizers.npz"], allow_pickle=False) as arrays:
-            for i, v in enumerate(supernet.optimizer.variables):
+            for i, v in enumerate(supernet.shared_optimizer.variables):
                 v.assign(arrays[f"supernet_{i}"])
             if controller is not None:
                 controller.load_weights(paths["controller.weights.h5"])

@@ -56,8 +56,7 @@ class Supernet(keras.Model):
         self._forward(tf.constant(sample), AllChoices())
         self.candidate_layers = list(self.pool.layers.values())
         self.built = True
-        self.optimizer = keras.optimizers.Adam(learning_rate)
-        self.optimizer.build(self.trainable_variables)
+        self.shared_optimizer = FusedAdam(self.trainable_variables, learning_rate)
         self.traces = 0
         image = tf.TensorSpec((None, *input_spec.input_shape), tf.float32)
         labels = tf.TensorSpec((None,), tf.int32)
@@ -92,8 +91,7 @@ class Supernet(keras.Model):
             probabilities = self.call((x, arch), training=True)
             losses = keras.losses.sparse_categorical_crossentropy(y, probabilities)
             loss = tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1e-12)
-        variables = self.trainable_variables
-        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        self.shared_optimizer.apply(tape.gradient(loss, self.trainable_variables))
         return loss
 
     def _accuracy_fn(self, x, y, arch):
@@ -121,6 +119,33 @@ class Supernet(keras.Model):
             if layer.weights:
                 layer.set_weights(self.pool.layers[layer.name].get_weights())
         return model
+
+
+class FusedAdam:
+    """Adam (Keras's defaults and update rule) with one fused kernel per variable.
+
+    Every supernet step updates all of its hundreds of variables (those off
+    the sampled path get zero gradients, as in ENAS). Keras's Adam spends
+    several small ops on each, which on a CPU costs as much as a small
+    child's convolutions; `ResourceApplyAdam` does each update in one op.
+    """
+
+    def __init__(self, variables, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        self.targets = [v.value for v in variables]  # the backing tf.Variables
+        self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        self.momentums = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.targets]
+        self.velocities = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.targets]
+        self.variables = [self.iterations, *self.momentums, *self.velocities]
+
+    def apply(self, gradients):
+        step = tf.cast(self.iterations.assign_add(1), tf.float32)
+        beta_1_power, beta_2_power = tf.pow(self.beta_1, step), tf.pow(self.beta_2, step)
+        for variable, gradient, m, v in zip(self.targets, gradients, self.momentums, self.velocities):
+            tf.raw_ops.ResourceApplyAdam(
+                var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power, beta2_power=beta_2_power,
+                lr=self.learning_rate, beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, grad=gradient,
+            )
 
 
 def _images(x):

@@ -60,6 +60,27 @@ class EpochTimer(keras.callbacks.Callback):
             self.seconds.append(float("nan"))
 
 
+class CosineToDeadline(keras.callbacks.Callback):
+    """Anneals the learning rate on a cosine over wall time, reaching 1% of it at `deadline`.
+
+    For a final training that runs until a time budget ends: a step-based
+    schedule would need the number of steps that fit, and a wrong guess
+    leaves the rate high when the deadline cuts training off.
+    """
+
+    def __init__(self, deadline, alpha=0.01):
+        super().__init__()
+        self.deadline, self.alpha = deadline, alpha
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        done = min(max((time.monotonic() - self.start) / max(self.deadline - self.start, 1e-9), 0.0), 1.0)
+        factor = self.alpha + (1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * done))
+        self.model.optimizer.learning_rate.assign(LEARNING_RATE * factor)
+
+
 def compile_for_classification(model, decay_steps=None):
     """Adam at LEARNING_RATE; with `decay_steps`, the rate follows a cosine down to 1% of it."""
     learning_rate = LEARNING_RATE
@@ -100,13 +121,14 @@ def best_epoch(history, objective):
 
 
 def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_data=None, objective=None,
-          callbacks=(), deadline=None, verbose=0, decay=False):
+          callbacks=(), deadline=None, verbose=0, decay=None):
     """Compiles and fits `model`; returns its history as a dict of lists.
 
     With `validation_data` and `objective`, training stops early after
     `EARLY_STOPPING_PATIENCE` epochs without improvement, and the model ends
-    with the weights of its best epoch. With `decay`, the learning rate
-    follows a cosine over the `epochs`. A diverging loss raises
+    with the weights of its best epoch. With `decay="epochs"`, the learning
+    rate follows a cosine over the `epochs`; with `decay="deadline"`, over
+    the wall time until `deadline`. A diverging loss raises
     `TrainingFailed`. The history's "epoch_seconds" holds the time each
     epoch's training took (or would have taken, when cut by `deadline`).
     """
@@ -115,9 +137,11 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
         x, y = np.tile(x, (repeats,) + (1,) * (x.ndim - 1)), np.tile(y, repeats)
         sample_weight = None if sample_weight is None else np.tile(sample_weight, repeats)
     steps_per_epoch = math.ceil(len(x) / batch_size)
-    compile_for_classification(model, decay_steps=steps_per_epoch * epochs if decay else None)
+    compile_for_classification(model, decay_steps=steps_per_epoch * epochs if decay == "epochs" else None)
     timer = EpochTimer(steps_per_epoch)
     all_callbacks = [keras.callbacks.TerminateOnNaN(), timer, *callbacks]
+    if decay == "deadline":
+        all_callbacks.append(CosineToDeadline(deadline))
     if validation_data is not None and objective is not None:
         all_callbacks.append(
             keras.callbacks.EarlyStopping(
