@@ -3,6 +3,7 @@
 import abc
 import dataclasses
 import datetime
+import gc
 import os
 import time
 
@@ -121,6 +122,7 @@ class SearchStrategy(abc.ABC):
         """
         started = time.monotonic()
         trial = Trial(trial_id=trial_id, architecture=architecture, status=FAILED, started_at=_now())
+        model = None
         try:
             keras.utils.set_random_seed(seed)
             model = data.build(architecture)
@@ -143,7 +145,9 @@ class SearchStrategy(abc.ABC):
         except Exception as error:  # a failed trial is recorded, and the search goes on
             trial.failure_reason = f"{type(error).__name__}: {error}"
         finally:
+            model = None
             keras.backend.clear_session()
+            gc.collect()  # the trial's model and traced functions sit in reference cycles
         trial.rss_mb = resident_memory_mb()
         trial.seconds = time.monotonic() - started
         trial.finished_at = _now()
