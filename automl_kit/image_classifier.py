@@ -371,7 +371,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             max_model_size=self.max_model_size, max_consecutive_failures=self.max_consecutive_failed_trials,
         )
         trials = project.load_trials()
-        if (state.get("status") == "completed" and len(trials) >= self.max_trials
+        # A search asked for at most as many trials as before is complete, even
+        # if a time budget or the shared-weight derivation ended it with fewer.
+        if (state.get("status") == "completed" and state.get("max_trials", len(trials)) >= self.max_trials
                 and os.path.exists(project.best_model_path)):
             best = strategy.best_trial(trials)
             model = keras.models.load_model(project.best_model_path)
@@ -390,7 +392,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             model = self._train_final(best, strategy.final_epochs(best, epochs), data, batch_size, callbacks,
                                       budget, seed, project, verbose)
             model.save(project.best_model_path)
-            project.update_state(status="completed", best_trial=best.trial_id)
+            project.update_state(status="completed", best_trial=best.trial_id, max_trials=int(self.max_trials))
             if verbose:
                 print(f"Final model: {model.count_params():,} parameters, "
                       f"{os.path.getsize(project.best_model_path) / 1e6:.2f} MB as .keras.")

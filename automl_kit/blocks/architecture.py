@@ -36,6 +36,17 @@ import json
 from automl_kit.blocks.ops import CELL_OP_NAMES, OP_NAMES
 
 
+class _JsonValue:
+    """`to_json` and `from_json` over a class's `to_dict` and `from_dict`."""
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        return cls.from_dict(json.loads(text))
+
+
 @dataclasses.dataclass(frozen=True)
 class LayerSpec:
     """One layer of a stage: an operation and the skip connections summed into it.
@@ -56,7 +67,7 @@ class LayerSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class Architecture:
+class Architecture(_JsonValue):
     """A network: a stem, stages of layers separated by downsampling, and a head.
 
     Attributes:
@@ -108,13 +119,6 @@ class Architecture:
             stem_strides=config.get("stem_strides", 1),
             dropout=config.get("dropout", 0.0),
         )
-
-    def to_json(self):
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text):
-        return cls.from_dict(json.loads(text))
 
     def decisions(self):
         """The choices that make this architecture, as {decision key: index}; see `MacroSearchSpace`."""
@@ -191,7 +195,7 @@ class NodeSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class CellArchitecture:
+class CellArchitecture(_JsonValue):
     """A network of cells (the micro space of ENAS).
 
     A stem, then `num_stages` stages of `cells_per_stage` normal cells; a
@@ -250,13 +254,6 @@ class CellArchitecture:
         for kind in ("normal", "reduce"):
             config[kind] = tuple(NodeSpec(tuple(n["inputs"]), tuple(n["ops"])) for n in config[kind])
         return cls(**config)
-
-    def to_json(self):
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text):
-        return cls.from_dict(json.loads(text))
 
     def decisions(self):
         """The choices that make this architecture, as {decision key: index}; see `MicroSearchSpace`."""

@@ -113,6 +113,27 @@ class SearchStrategy(abc.ABC):
             reasons = "\n".join(f"  trial {t.trial_id}: {t.failure_reason}" for t in tail)
             raise SearchFailed(f"The last {len(tail)} trials failed:\n{reasons}")
 
+    def record(self, trial, trials, total, verbose):
+        """Saves `trial`, appends it to `trials`, reports it, and stops the search after too many failures."""
+        self.project.save_trial(trial)
+        trials.append(trial)
+        if verbose:
+            self.report(trial, trials, total)
+        self.check_failures(trials)
+
+    def report(self, trial, trials, total):
+        """Prints one line on `trial`: its score against the best so far, size, time, architecture."""
+        best = self.best_trial(trials)
+        if trial.status == COMPLETED:
+            result = f"{self.objective}={trial.score:.4f} (best {best.score:.4f})"
+        else:
+            result = f"FAILED: {trial.failure_reason}"
+        if trial.shared_score is not None:
+            result = f"shared-weight score {trial.shared_score:.4f}, from scratch {result}"
+        params = f"{trial.params:,} params" if trial.params else "? params"
+        print(f"Trial {int(trial.trial_id) + 1}/{total}: {result} | {params} | {trial.seconds:.1f} s | "
+              f"{trial.architecture}", flush=True)
+
     def train_trial(self, trial_id, architecture, data, *, epochs, batch_size, callbacks, deadline,
                     seed, verbose, previous_trials=()):
         """Builds `architecture` from scratch, trains it with early stopping, returns its Trial.

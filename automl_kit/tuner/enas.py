@@ -30,7 +30,6 @@ from automl_kit.blocks.architecture import architecture_from_dict
 from automl_kit.tuner.base import SearchStrategy
 from automl_kit.tuner.controller import Controller
 from automl_kit.tuner.supernet import Supernet
-from automl_kit.tuner.trial import COMPLETED
 
 # An epoch of the supernet is a pass over the training data, capped so the
 # controller learns several times even in a short search on a large dataset.
@@ -207,22 +206,9 @@ class SharedWeightSearch(SearchStrategy):
                 seed=self.seed + index, verbose=verbose, previous_trials=trials,
             )
             trial.shared_score = candidate["shared_score"]
-            self.project.save_trial(trial)
-            trials.append(trial)
-            if verbose:
-                self._report(trial, trials, total)
-            self.check_failures(trials)
+            self.record(trial, trials, total, verbose)
         return trials
 
-    def _report(self, trial, trials, total):
-        best = self.best_trial(trials)
-        if trial.status == COMPLETED:
-            result = f"{self.objective}={trial.score:.4f} (best {best.score:.4f})"
-        else:
-            result = f"FAILED: {trial.failure_reason}"
-        print(f"Trial {int(trial.trial_id) + 1}/{total}: shared-weight score {trial.shared_score:.4f}, "
-              f"from scratch {result} | {trial.params or 0:,} params | {trial.seconds:.1f} s | "
-              f"{trial.architecture}", flush=True)
 
     # ------------------------------------------------------------ checkpoint --
     def _paths(self):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from automl_kit.tuner.base import SearchStrategy
-from automl_kit.tuner.trial import COMPLETED, FAILED, Trial
+from automl_kit.tuner.trial import FAILED, Trial
 
 _MAX_SAMPLING_ATTEMPTS = 100
 
@@ -58,22 +58,6 @@ class RandomSearch(SearchStrategy):
                     callbacks=callbacks, deadline=deadline, seed=self.seed + index, verbose=verbose,
                     previous_trials=trials,
                 )
-            self.project.save_trial(trial)
-            trials.append(trial)
-            if verbose:
-                self._report(trial, trials, max_trials)
-            self.check_failures(trials)
+            self.record(trial, trials, max_trials, verbose)
         return trials
 
-    def _report(self, trial, trials, max_trials):
-        best = self.best_trial(trials)
-        if trial.status == COMPLETED:
-            result = f"{self.objective}={trial.score:.4f} (best {best.score:.4f})"
-        else:
-            result = f"FAILED: {trial.failure_reason}"
-        params = f"{trial.params:,} params" if trial.params else "? params"
-        print(
-            f"Trial {int(trial.trial_id) + 1}/{max_trials}: {result} | {params} | "
-            f"{trial.seconds:.1f} s | {trial.architecture}",
-            flush=True,
-        )
