@@ -203,8 +203,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         spec = data.input_spec
         space = self._make_search_space(spec)
         if self.max_model_size is not None:
-            smallest = data.build(space.smallest()).count_params()
-            keras.backend.clear_session()
+            smallest = data.count_params(space.smallest())
             if smallest > self.max_model_size:
                 raise ValueError(
                     f"max_model_size={self.max_model_size} is below the smallest model in the "

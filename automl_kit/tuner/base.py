@@ -38,6 +38,12 @@ class SearchData:
     def build(self, architecture):
         return build_model(architecture, self.input_spec, self.num_classes, self.mean, self.variance)
 
+    def count_params(self, architecture):
+        """Parameters of `architecture`'s model, built and released again."""
+        params = int(self.build(architecture).count_params())
+        keras.backend.clear_session()
+        return params
+
     @property
     def validation_data(self):
         if self.w_val is None:

@@ -162,8 +162,7 @@ class SharedWeightSearch(SearchStrategy):
         for decisions, score in ranked:
             architecture = self.search_space.decode(decisions)
             if self.max_model_size is not None:
-                params = data.build(architecture).count_params()
-                keras.backend.clear_session()
+                params = data.count_params(architecture)
                 if params > self.max_model_size:
                     continue
             candidates.append({"architecture": architecture.to_dict(), "shared_score": score})

@@ -2,7 +2,6 @@
 
 import time
 
-import keras
 import numpy as np
 
 from automl_kit.tuner.base import SearchStrategy
@@ -28,8 +27,7 @@ class RandomSearch(SearchStrategy):
             if architecture in seen:
                 continue
             if self.max_model_size is not None:
-                params = data.build(architecture).count_params()
-                keras.backend.clear_session()
+                params = data.count_params(architecture)
                 if params > self.max_model_size:
                     continue
             return architecture
