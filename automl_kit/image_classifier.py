@@ -2,6 +2,7 @@
 
 import contextlib
 import hashlib
+import importlib.util
 import os
 import tempfile
 import time
@@ -12,12 +13,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from automl_kit import export
+from automl_kit import export, report
 from automl_kit.blocks.search_space import SEARCH_SPACES, DenseSearchSpace, MacroSearchSpace, MicroSearchSpace
 from automl_kit.data import InputSpec, LabelCoder, to_array, validation_split_indices
 from automl_kit.tuner import Project, SearchData, get_strategy
 from automl_kit.tuner import training
 from automl_kit.tuner.budget import TimeBudget
+from automl_kit.tuner.progress import EpochProgress, Progress
 
 DEFAULT_EPOCHS = 10
 # With a time_limit and no epochs, the supernet, the trials (with early
@@ -119,7 +121,11 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             the mean reward and policy entropy); empty for `"random"`.
         architectures_derived_, derive_seconds_: how many architectures the
             derivation scored with shared weights, and how long it took.
+        search_seconds_, final_training_seconds_: where the time of the fit
+            that produced the model went.
         fit_seconds_: wall time of the last `fit`.
+        search_results_: the trials as a pandas DataFrame (see `summary()`,
+            `plot_search()` and `plot_architecture()` for the rest of the report).
 
     Example:
 
@@ -180,7 +186,14 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 `validation_data`.
             validation_data: `(x_val, y_val)` to score trials instead.
             callbacks: Keras callbacks for every trial and the final training.
-            verbose: 0 silent, 1 one line per trial, 2 also Keras's epoch lines.
+                A `keras.callbacks.TensorBoard(log_dir)` logs each trial
+                under `log_dir/trial_<id>`, the final training under
+                `log_dir/final`, and the search's scalars (supernet loss,
+                controller reward and entropy, trial scores, best score)
+                under `log_dir/search`.
+            verbose: 0 silent; 1 a progress bar per phase (a widget in
+                Jupyter with ipywidgets) and one line per finished trial;
+                2 also Keras's epoch lines.
             sample_weight: one non-negative weight per sample.
 
         Returns:
@@ -190,6 +203,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         budget = None if self.time_limit is None else TimeBudget(self.time_limit)
         started = time.monotonic()
         epochs = epochs if epochs is not None else self.epochs
+        epochs_until_deadline = epochs is None and budget is not None
         if epochs is not None and (not isinstance(epochs, (int, np.integer)) or epochs < 1):
             raise ValueError(f"epochs must be a positive int or None; got {epochs!r}.")
         if epochs is None:
@@ -198,6 +212,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
         callbacks = list(callbacks or [])
+        if training.tensorboard_log_dir(callbacks) is not None and importlib.util.find_spec("tensorboard") is None:
+            raise ImportError("A keras.callbacks.TensorBoard callback needs the tensorboard package: "
+                              "pip install tensorboard (or 'automl_kit[tensorboard]').")
 
         data, coder, data_fingerprint = self._adapt(x, y, sample_weight, validation_split, validation_data)
         spec = data.input_spec
@@ -228,7 +245,13 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             project = Project(os.path.join(folder, self.project_name))
             with project.locked():
                 project.start(fingerprint, overwrite=self.overwrite)
-                self._search_and_train(project, data, space, epochs, batch_size, callbacks, budget, verbose)
+                progress = Progress(verbose, deadline=None if budget is None else budget.end,
+                                    log_dir=training.tensorboard_log_dir(callbacks),
+                                    epochs_until_deadline=epochs_until_deadline)
+                try:
+                    self._search_and_train(project, data, space, epochs, batch_size, callbacks, budget, progress)
+                finally:
+                    progress.close()
 
         self.label_coder_ = coder
         self.classes_ = coder.classes_
@@ -359,7 +382,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             )
         return weights.astype(np.float32)
 
-    def _search_and_train(self, project, data, space, epochs, batch_size, callbacks, budget, verbose):
+    def _search_and_train(self, project, data, space, epochs, batch_size, callbacks, budget, progress):
         state = project.state
         seed = self.seed if self.seed is not None else state.get("seed")
         if seed is None:
@@ -376,25 +399,29 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 and os.path.exists(project.best_model_path)):
             best = strategy.best_trial(trials)
             model = keras.models.load_model(project.best_model_path)
-            if verbose:
-                print(f"The search in {project.path} is complete; using its stored final model "
-                      f"(trial {best.trial_id}).")
+            progress.line(f"The search in {project.path} is complete; using its stored final model "
+                          f"(trial {best.trial_id}).")
         else:
+            started = time.monotonic()
             trials = strategy.search(
                 data, max_trials=self.max_trials, epochs=epochs, batch_size=batch_size,
-                callbacks=callbacks, budget=budget, verbose=verbose,
+                callbacks=callbacks, budget=budget, progress=progress,
             )
+            # A search resumed after it ended (the final training was cut short) keeps its seconds.
+            search_seconds = state.get("search_seconds", 0.0) + time.monotonic() - started
             best = strategy.best_trial(trials)
             if best is None:
                 reasons = "; ".join(f"{t.trial_id}: {t.failure_reason}" for t in trials) or "no trial ran"
                 raise RuntimeError(f"No trial completed, so there is no model to train ({reasons}).")
+            project.update_state(search_seconds=search_seconds)
+            started = time.monotonic()
             model = self._train_final(best, strategy.final_epochs(best, epochs), data, batch_size, callbacks,
-                                      budget, seed, project, verbose)
+                                      budget, seed, project, progress)
             model.save(project.best_model_path)
-            project.update_state(status="completed", best_trial=best.trial_id, max_trials=int(self.max_trials))
-            if verbose:
-                print(f"Final model: {model.count_params():,} parameters, "
-                      f"{os.path.getsize(project.best_model_path) / 1e6:.2f} MB as .keras.")
+            project.update_state(status="completed", best_trial=best.trial_id, max_trials=int(self.max_trials),
+                                 final_seconds=time.monotonic() - started)
+            progress.line(f"Final model: {model.count_params():,} parameters, "
+                          f"{os.path.getsize(project.best_model_path) / 1e6:.2f} MB as .keras.")
         shared = project.state.get("shared_weights", {})
         self.model_ = model
         self.trials_ = trials
@@ -404,8 +431,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.best_trial_ = best
         self.best_architecture_ = best.architecture
         self.best_score_ = best.score
+        self.search_seconds_ = project.state.get("search_seconds")
+        self.final_training_seconds_ = project.state.get("final_seconds")
 
-    def _train_final(self, best, epochs, data, batch_size, callbacks, budget, seed, project, verbose):
+    def _train_final(self, best, epochs, data, batch_size, callbacks, budget, seed, project, progress):
         """Trains `best`'s architecture on training + validation data and returns the model.
 
         From scratch for `epochs`, the learning rate decaying on a cosine, unless a time budget
@@ -426,21 +455,50 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                     model.load_weights(project.weights_path(best.trial_id))
                     how = "from the trial's weights until the time limit"
                     if budget.final_training_estimate(best, data.growth, 1) > budget.remaining():
-                        if verbose:
-                            print(f"Less than an epoch is left: the final model is trial {best.trial_id}'s.")
+                        progress.line(f"Less than an epoch is left: the final model is trial {best.trial_id}'s.")
                         return model  # a fraction of an epoch would not improve on the trial
-        if verbose:
-            print(f"Training the best architecture (trial {best.trial_id}, {self.objective}={best.score:.4f}) "
-                  f"{how} on training + validation data, for at most {epochs} epoch(s).", flush=True)
+        progress.line(f"Training the best architecture (trial {best.trial_id}, {self.objective}={best.score:.4f}) "
+                      f"{how} on training + validation data, for at most {epochs} epoch(s).")
         weights = None
         if data.w_train is not None:
             weights = np.concatenate([data.w_train, data.w_val if data.w_val is not None else np.ones(len(data.y_val))])
-        training.train(
-            model, np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]),
-            sample_weight=weights, epochs=epochs, batch_size=batch_size, callbacks=callbacks, deadline=deadline,
-            verbose=2 if verbose >= 2 else 0, decay=decay,
-        )
+        with progress.bar("Final training", total=epochs, unit="epoch") as bar:
+            training.train(
+                model, np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]),
+                sample_weight=weights, epochs=epochs, batch_size=batch_size, deadline=deadline,
+                callbacks=[EpochProgress(progress, bar), *training.for_run(callbacks, "final")],
+                verbose=2 if progress.verbose >= 2 else 0, decay=decay,
+            )
         return model
+
+    # -------------------------------------------------------------- report --
+    @property
+    def search_results_(self):
+        """A DataFrame with one row per trial, in order: id, status, architecture,
+        params, score (the objective, from scratch), shared_score (with shared
+        weights, for `"enas"` and `"random_ws"`), epochs, seconds and failure_reason."""
+        check_is_fitted(self, "trials_")
+        return report.results_frame(self.trials_)
+
+    def summary(self):
+        """Prints the best architecture, its score and size, the trials, and where the time went."""
+        check_is_fitted(self, "trials_")
+        print(report.summary_text(self.best_trial_, self.objective, self.model_.count_params(),
+                                  self.search_seconds_, self.final_training_seconds_, self.trials_,
+                                  self.supernet_history_))
+
+    def plot_search(self):
+        """Returns a matplotlib Figure: each trial's score and the best so far; with a
+        supernet, also the controller's mean reward and policy entropy (ENAS) or
+        the shared-weight loss (random_ws) per epoch."""
+        check_is_fitted(self, "trials_")
+        return report.plot_search(self.trials_, self.objective, self.supernet_history_)
+
+    def plot_architecture(self):
+        """Returns a matplotlib Figure that draws the best architecture as a graph
+        (its normal and reduction cells, or its stages of layers and skips)."""
+        check_is_fitted(self, "trials_")
+        return report.plot_architecture(self.best_architecture_)
 
     # ------------------------------------------------------------- predict --
     def _conform(self, x):

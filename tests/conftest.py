@@ -1,3 +1,5 @@
+import contextlib
+import io
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,12 +27,21 @@ def small_digits():
 
 
 @pytest.fixture(scope="session")
-def fitted_digits(digits_split):
-    """A classifier searched and trained on 70% of digits with a small budget."""
+def fitted_digits_run(digits_split):
+    """(classifier, stdout, stderr): a default ImageClassifier (ENAS) fitted with
+    verbose=0 on 70% of digits with a small budget, and what the fit printed."""
     x_train, _, y_train, _ = digits_split
     clf = ImageClassifier(max_trials=2, seed=0)
-    clf.fit(x_train, y_train, epochs=8, verbose=0)
-    return clf
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        clf.fit(x_train, y_train, epochs=8, verbose=0)
+    return clf, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def fitted_digits(fitted_digits_run):
+    """A classifier searched and trained on 70% of digits with a small budget."""
+    return fitted_digits_run[0]
 
 
 # The search settings of tests that are not about the search itself.

@@ -6,6 +6,7 @@ import pytest
 from automl_kit import ImageClassifier
 from automl_kit.blocks import MacroSearchSpace, MicroSearchSpace, build_model
 from automl_kit.data import InputSpec
+from automl_kit.tuner import training
 from automl_kit.tuner.controller import Controller
 from automl_kit.tuner.supernet import Supernet
 
@@ -70,11 +71,46 @@ def test_only_the_chosen_branch_runs(small_digits):
     # the moving statistics of every later batch normalisation.
     for op_index, expect_nan in [(0, False), (4, False), (1, True)]:  # sep3x3, identity, sep5x5
         chosen = [op_index if key == "normal/n0/op0" else value for key, value in decisions.items()]
-        for training in (False, True):
-            out = supernet.call((x[:8].astype("float32"), np.asarray(chosen, np.int32)), training=training)
-            assert np.isnan(out.numpy()).any() == expect_nan, (op_index, training)
+        for is_training in (False, True):
+            out = supernet.call((x[:8].astype("float32"), np.asarray(chosen, np.int32)), training=is_training)
+            assert np.isnan(out.numpy()).any() == expect_nan, (op_index, is_training)
         if not expect_nan:  # the backward pass does not touch the poisoned branch either
             assert np.isfinite(supernet.train_step(x[:8], y[:8], np.ones(8), chosen))
+
+
+def test_a_shared_step_trains_only_the_childs_path_as_the_child_alone(small_digits):
+    """A fresh supernet's step on a child equals that child's own first Adam step, and
+    leaves every weight off the child's path as it was."""
+    space = MicroSearchSpace((8, 8), num_nodes=2)
+    supernet = _supernet(space)
+    x, y = small_digits
+    arch = space.sample(np.random.default_rng(5))
+    child = supernet.inherit(build_model(arch, SPEC, 10, [8.0], [36.0]))
+    training.compile_for_classification(child)
+    before = {name: [np.array(w) for w in layer.trainable_weights] for name, layer in supernet.pool.layers.items()}
+    child.train_on_batch(x[:32].astype("float32"), y[:32])
+    supernet.train_step(x[:32], y[:32], np.ones(32), space.encode(arch))
+    on_path = {layer.name for layer in child.layers if layer.trainable_weights}
+    assert len(on_path) > 5
+    for name in on_path:
+        shared, alone = supernet.pool.layers[name].trainable_weights, child.get_layer(name).trainable_weights
+        for s, a, b in zip(shared, alone, before[name]):
+            s, a, b = np.asarray(s), np.asarray(a), np.asarray(b)
+            assert np.abs(s - b).max() > 5e-4, name  # the step moved it (Adam's first step is ~lr)
+            np.testing.assert_allclose(s, a, atol=1e-4, err_msg=name)
+    moved_off_path = [name for name, layer in supernet.pool.layers.items() if name not in on_path and any(
+        not np.array_equal(np.asarray(w), b) for w, b in zip(layer.trainable_weights, before[name]))]
+    assert moved_off_path == []
+    # A second child's step leaves the first child's own ops alone: no stale Adam moment moves them.
+    other = space.sample(np.random.default_rng(6))
+    own_ops = {name for name in on_path if "_n" in name} - {
+        layer.name for layer in build_model(other, SPEC, 10, [8.0], [36.0]).layers}
+    assert own_ops
+    kept = {name: [np.asarray(w).copy() for w in supernet.pool.layers[name].trainable_weights] for name in own_ops}
+    supernet.train_step(x[32:64], y[32:64], np.ones(32), space.encode(other))
+    for name in own_ops:
+        for w, b in zip(supernet.pool.layers[name].trainable_weights, kept[name]):
+            np.testing.assert_array_equal(np.asarray(w), b)
 
 
 def test_controller_update_raises_the_log_probability_of_a_rewarded_architecture():

@@ -86,6 +86,21 @@ def test_seeded_runs_propose_the_same_trials(small_digits):
     runs = [ImageClassifier(**QUICK, max_trials=3, seed=5).fit(x, y, epochs=1, verbose=0) for _ in range(2)]
     assert [t.architecture for t in runs[0].trials_] == [t.architecture for t in runs[1].trials_]
     assert len({t.architecture for t in runs[0].trials_}) == 3
+    assert [t.score for t in runs[0].trials_] == [t.score for t in runs[1].trials_]
+    np.testing.assert_array_equal(runs[0].predict_proba(x), runs[1].predict_proba(x))
+
+
+def test_seeded_enas_runs_are_identical(small_digits):
+    """Same controller samples, supernet losses, rewards, candidates and final model."""
+    x, y = small_digits
+    settings = dict(max_trials=2, seed=3, search_space={"name": "micro", "num_nodes": 2})
+    runs = [ImageClassifier(**settings).fit(x[:200], y[:200], epochs=2, verbose=0) for _ in range(2)]
+    assert runs[0].supernet_history_[-1]["mean_reward"] > 0  # the controller did learn from rewards
+    strip = [[{k: v for k, v in record.items() if k != "seconds"} for record in run.supernet_history_] for run in runs]
+    assert strip[0] == strip[1]
+    assert [t.architecture for t in runs[0].trials_] == [t.architecture for t in runs[1].trials_]
+    assert [(t.shared_score, t.score) for t in runs[0].trials_] == [(t.shared_score, t.score) for t in runs[1].trials_]
+    np.testing.assert_array_equal(runs[0].predict_proba(x), runs[1].predict_proba(x))
 
 
 def test_time_limit_is_respected(small_digits):
@@ -128,7 +143,7 @@ def test_nan_trial_is_recorded_as_failed_and_search_goes_on(small_digits, tmp_pa
     data = FlakyData(**{f: getattr(good, f) for f in good.__dataclass_fields__})
     project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
     search = RandomSearch(project=project, search_space=MacroSearchSpace((8, 8)), objective="val_accuracy", seed=0)
-    trials = search.search(data, max_trials=2, epochs=1, batch_size=32, verbose=0)
+    trials = search.search(data, max_trials=2, epochs=1, batch_size=32)
     assert [t.status for t in trials] == ["failed", "completed"]
     assert "NaN" in trials[0].failure_reason
     stored = json.load(open(tmp_path / "p" / "trials" / "0000.json"))
@@ -147,7 +162,7 @@ def test_consecutive_failures_stop_the_search_with_reasons(small_digits, tmp_pat
     project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
     search = RandomSearch(project=project, search_space=MacroSearchSpace((8, 8)), objective="val_accuracy", seed=0)
     with pytest.raises(SearchFailed, match="cannot build this one"):
-        search.search(data, max_trials=10, epochs=1, batch_size=32, verbose=0)
+        search.search(data, max_trials=10, epochs=1, batch_size=32)
     assert len(project.load_trials()) == 3
 
 

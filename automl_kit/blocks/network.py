@@ -45,13 +45,17 @@ class TensorChoices:
 
     `pool` is the supernet's LayerPool and `training` the mode of the call,
     which the ops recomputed in the backward pass must share.
+    `update_path(variables, gradients)` applies the optimizer to the
+    variables of a chosen op; it is called in the backward pass (see
+    `pick_op`), so only a train step may differentiate through these choices.
     """
 
-    def __init__(self, vector, keys, pool, training):
+    def __init__(self, vector, keys, pool, training, update_path=None):
         self.vector = vector
         self.position = {key: i for i, key in enumerate(keys)}
         self.pool = pool
         self.training = training
+        self.update_path = update_path
 
     def value(self, key):
         return self.vector[self.position[key]]
@@ -65,7 +69,10 @@ class TensorChoices:
         Plain `tf.switch_case` gradients make every branch export the
         intermediate tensors of every other branch, filled with zeros: the
         step then costs several times the child's. Recomputing the one chosen
-        op instead costs one more forward of that op. (In training mode the
+        op instead costs one more forward of that op. That branch also
+        updates the op's own variables with their gradients (`update_path`),
+        so the step neither fills nor applies zero gradients for the other
+        ops' variables: only the child's path trains. (In training mode the
         recomputation also updates the op's moving batch-norm statistics a
         second time; the supernet's rewards use batch statistics.)
         """
@@ -74,23 +81,29 @@ class TensorChoices:
         @tf.custom_gradient
         def chosen(x):
             def backward(dy, variables=None):
-                variables = list(variables or [])
+                if self.update_path is None:
+                    raise NotImplementedError("The supernet is differentiated only in its train step, "
+                                              "which updates each chosen op's variables itself.")
 
                 def branch(op):
-                    def gradients():
+                    def gradient():
                         with tf.GradientTape() as tape:
                             tape.watch(x)
                             y = op(x)
-                        return tape.gradient(y, [x, *variables], output_gradients=dy,
-                                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                    return gradients
+                        own = list(tape.watched_variables())
+                        grads = tape.gradient(y, [x, *own], output_gradients=dy,
+                                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                        if own:
+                            self.update_path(own, grads[1:])
+                        return grads[0]
+                    return gradient
 
                 outer, self.pool.training = self.pool.training, self.training
                 try:
-                    grads = tf.switch_case(index, [branch(op) for op in ops])
+                    dx = tf.switch_case(index, [branch(op) for op in ops])
                 finally:
                     self.pool.training = outer
-                return grads[0], grads[1:]
+                return dx, [None] * len(variables or [])
 
             return tf.switch_case(index, [(lambda op=op: op(x)) for op in ops]), backward
 

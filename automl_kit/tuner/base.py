@@ -92,10 +92,11 @@ class SearchStrategy(abc.ABC):
         self.max_consecutive_failures = max_consecutive_failures
 
     @abc.abstractmethod
-    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), budget=None, verbose=1):
+    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), budget=None, progress=None):
         """Runs the search and returns every Trial, resumed ones included.
 
         With a `TimeBudget`, no trial runs past `budget.search_deadline`.
+        `progress` (a `Progress`; silent when None) shows how it goes.
         """
 
     def final_epochs(self, best, epochs):
@@ -119,17 +120,19 @@ class SearchStrategy(abc.ABC):
             reasons = "\n".join(f"  trial {t.trial_id}: {t.failure_reason}" for t in tail)
             raise SearchFailed(f"The last {len(tail)} trials failed:\n{reasons}")
 
-    def record(self, trial, trials, total, verbose):
+    def record(self, trial, trials, progress, bar):
         """Saves `trial`, appends it to `trials`, reports it, and stops the search after too many failures."""
         self.project.save_trial(trial)
         trials.append(trial)
-        if verbose:
-            self.report(trial, trials, total)
+        best = self.best_trial(trials)
+        progress.line(self.describe(trial, best))
+        bar.update(1)
+        progress.status(bar, best=None if best is None else best.score)
+        progress.scalars("trials", len(trials), score=trial.score, best_score=None if best is None else best.score)
         self.check_failures(trials)
 
-    def report(self, trial, trials, total):
-        """Prints one line on `trial`: its score against the best so far, size, time, architecture."""
-        best = self.best_trial(trials)
+    def describe(self, trial, best):
+        """One line on `trial`: its score against the best so far, size, time, architecture."""
         if trial.status == COMPLETED:
             result = f"{self.objective}={trial.score:.4f} (best {best.score:.4f})"
         else:
@@ -137,11 +140,10 @@ class SearchStrategy(abc.ABC):
         if trial.shared_score is not None:
             result = f"shared-weight score {trial.shared_score:.4f}, from scratch {result}"
         params = f"{trial.params:,} params" if trial.params else "? params"
-        print(f"Trial {int(trial.trial_id) + 1}/{total}: {result} | {params} | {trial.seconds:.1f} s | "
-              f"{trial.architecture}", flush=True)
+        return f"Trial {trial.trial_id}: {result} | {params} | {trial.seconds:.1f} s | {trial.architecture}"
 
     def train_trial(self, trial_id, architecture, data, *, epochs, batch_size, callbacks, deadline,
-                    seed, verbose, previous_trials=()):
+                    seed, verbose=0, previous_trials=()):
         """Builds `architecture` from scratch, trains it with early stopping, returns its Trial.
 
         The weights of its best epoch are kept on disk while it is among the
@@ -157,8 +159,8 @@ class SearchStrategy(abc.ABC):
             history = training.train(
                 model, data.x_train, data.y_train, sample_weight=data.w_train,
                 validation_data=data.validation_data, objective=self.objective,
-                epochs=epochs, batch_size=batch_size, callbacks=callbacks, deadline=deadline,
-                verbose=2 if verbose >= 2 else 0,
+                epochs=epochs, batch_size=batch_size, callbacks=training.for_run(callbacks, f"trial_{trial_id}"),
+                deadline=deadline, verbose=2 if verbose >= 2 else 0,
             )
             trial.history = history
             trial.epochs_run = len(history["loss"])

@@ -29,6 +29,7 @@ import numpy as np
 from automl_kit.blocks.architecture import architecture_from_dict
 from automl_kit.tuner.base import SearchStrategy
 from automl_kit.tuner.controller import Controller
+from automl_kit.tuner.progress import Progress
 from automl_kit.tuner.supernet import Supernet
 
 # An epoch of the supernet is a pass over the training data, capped so the
@@ -60,23 +61,24 @@ class SharedWeightSearch(SearchStrategy):
         return max(1, math.ceil(epochs / 4))
 
     # ---------------------------------------------------------------- search --
-    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), budget=None, verbose=1):
+    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), budget=None, progress=None):
+        progress = progress or Progress(verbose=0)
         trials = self.project.load_trials()
         state = self.project.state.get("shared_weights", {})
         if "candidates" not in state:
             keras.utils.set_random_seed(self.seed)
             supernet = Supernet(self.search_space, data.input_spec, data.num_classes, data.mean, data.variance)
             controller = self._make_controller() if self.learns_policy else None
-            state = self._restore(state, supernet, controller, verbose)
+            state = self._restore(state, supernet, controller, progress)
             deadline = None if budget is None else budget.start + SUPERNET_SHARE * budget.seconds
-            state = self._train_supernet(state, supernet, controller, data, epochs, batch_size, deadline, verbose)
+            state = self._train_supernet(state, supernet, controller, data, epochs, batch_size, deadline, progress)
             deadline = None if budget is None else budget.start + DERIVE_SHARE * budget.seconds
-            state = self._derive(state, supernet, controller, data, max_trials, deadline, verbose)
+            state = self._derive(state, supernet, controller, data, max_trials, deadline, progress)
             del supernet, controller
             keras.backend.clear_session()
-        elif trials and verbose:
-            print(f"Resuming: {len(trials)} confirmation trial(s) already recorded in {self.project.path}.")
-        return self._confirm(state, trials, data, max_trials, epochs, batch_size, callbacks, budget, verbose)
+        elif trials:
+            progress.line(f"Resuming: {len(trials)} confirmation trial(s) already recorded in {self.project.path}.")
+        return self._confirm(state, trials, data, max_trials, epochs, batch_size, callbacks, budget, progress)
 
     def _make_controller(self):
         space = self.search_space
@@ -90,38 +92,39 @@ class SharedWeightSearch(SearchStrategy):
         decisions, _, entropy = controller.sample(rng)
         return decisions, entropy
 
-    def _train_supernet(self, state, supernet, controller, data, epochs, batch_size, deadline, verbose):
+    def _train_supernet(self, state, supernet, controller, data, epochs, batch_size, deadline, progress):
         n_train = len(data.x_train)
         steps = min(math.ceil(n_train / batch_size), MAX_SHARED_STEPS_PER_EPOCH)
         weights = data.w_train if data.w_train is not None else np.ones(n_train, np.float32)
-        for epoch in range(state.get("epochs_done", 0), epochs):
-            if deadline is not None and time.monotonic() >= deadline:
-                if verbose:
-                    print(f"Time budget for the supernet reached after {epoch} epoch(s).")
-                break
-            started = time.monotonic()
-            rng = np.random.default_rng([self.seed, epoch])
-            warmup = controller is None or epoch < WARMUP_EPOCHS
-            order = rng.permutation(n_train)
-            losses = []
-            for step in range(steps):
-                batch = order[(step * batch_size) % n_train:][:batch_size]
-                decisions, _ = self._sample(None if warmup else controller, rng)
-                losses.append(supernet.train_step(data.x_train[batch], data.y_train[batch], weights[batch], decisions))
+        done = state.get("epochs_done", 0)
+        with progress.bar("Supernet epochs", total=epochs, unit="epoch", initial=done) as bar:
+            for epoch in range(done, epochs):
                 if deadline is not None and time.monotonic() >= deadline:
+                    progress.line(f"Time budget for the supernet reached after {epoch} epoch(s).")
                     break
-            if not np.isfinite(np.mean(losses)):
-                raise FloatingPointError("the supernet's training loss became NaN or infinite.")
-            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "shared_steps": len(losses)}
-            record.update(self._controller_epoch(supernet, controller, data, rng, warmup))
-            record["seconds"] = time.monotonic() - started
-            state = dict(state, epochs_done=epoch + 1, history=[*state.get("history", []), record])
-            self._checkpoint(state, supernet, controller)
-            if verbose:
-                extra = (f", reward {record['mean_reward']:.3f}, entropy {record['mean_entropy']:.2f}"
-                         if "mean_reward" in record else "")
-                print(f"Supernet epoch {epoch + 1}/{epochs}: loss {record['loss']:.3f}{extra} | "
-                      f"{record['seconds']:.1f} s", flush=True)
+                started = time.monotonic()
+                rng = np.random.default_rng([self.seed, epoch])
+                warmup = controller is None or epoch < WARMUP_EPOCHS
+                order = rng.permutation(n_train)
+                losses = []
+                for step in range(steps):
+                    batch = order[(step * batch_size) % n_train:][:batch_size]
+                    decisions, _ = self._sample(None if warmup else controller, rng)
+                    losses.append(supernet.train_step(data.x_train[batch], data.y_train[batch], weights[batch], decisions))
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                if not np.isfinite(np.mean(losses)):
+                    raise FloatingPointError("the supernet's training loss became NaN or infinite.")
+                record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "shared_steps": len(losses)}
+                record.update(self._controller_epoch(supernet, controller, data, rng, warmup))
+                record["seconds"] = time.monotonic() - started
+                state = dict(state, epochs_done=epoch + 1, history=[*state.get("history", []), record])
+                self._checkpoint(state, supernet, controller)
+                bar.update(1)
+                progress.status(bar, loss=record["loss"], reward=record.get("mean_reward"),
+                                entropy=record.get("mean_entropy"))
+                progress.scalars("supernet", epoch + 1, loss=record["loss"], reward=record.get("mean_reward"),
+                                 entropy=record.get("mean_entropy"))
         return state
 
     def _controller_epoch(self, supernet, controller, data, rng, warmup):
@@ -139,7 +142,7 @@ class SharedWeightSearch(SearchStrategy):
         return {"mean_reward": float(np.mean(rewards)), "mean_entropy": float(np.mean(entropies)),
                 "controller_steps": CONTROLLER_STEPS_PER_EPOCH, "baseline": float(controller.baseline)}
 
-    def _derive(self, state, supernet, controller, data, max_trials, deadline, verbose):
+    def _derive(self, state, supernet, controller, data, max_trials, deadline, progress):
         """Scores sampled architectures with the shared weights; keeps the `max_trials` best."""
         rng = np.random.default_rng([self.seed, 1_000_000])
         count = min(SCORING_SAMPLES, len(data.x_val))
@@ -147,16 +150,20 @@ class SharedWeightSearch(SearchStrategy):
         x_val, y_val = data.x_val[scoring], data.y_val[scoring]
         scored = {}
         started = time.monotonic()
-        for _ in range(DERIVE_SAMPLES):
-            if deadline is not None and time.monotonic() >= deadline and scored:
-                break
-            decisions, _ = self._sample(controller, rng)
-            key = tuple(decisions)
-            if key in scored:
-                continue
-            accuracies = [supernet.accuracy(x_val[i:i + 256], y_val[i:i + 256], decisions) for i in range(0, count, 256)]
-            sizes = [len(y_val[i:i + 256]) for i in range(0, count, 256)]
-            scored[key] = float(np.average(accuracies, weights=sizes))
+        with progress.bar("Scoring architectures", total=DERIVE_SAMPLES, unit="arch") as bar:
+            for _ in range(DERIVE_SAMPLES):
+                if deadline is not None and time.monotonic() >= deadline and scored:
+                    break
+                bar.update(1)
+                decisions, _ = self._sample(controller, rng)
+                key = tuple(decisions)
+                if key in scored:
+                    continue
+                accuracies = [supernet.accuracy(x_val[i:i + 256], y_val[i:i + 256], decisions)
+                              for i in range(0, count, 256)]
+                sizes = [len(y_val[i:i + 256]) for i in range(0, count, 256)]
+                scored[key] = float(np.average(accuracies, weights=sizes))
+                progress.status(bar, best=max(scored.values()))
         ranked = sorted(scored.items(), key=lambda item: -item[1])
         candidates = []
         for decisions, score in ranked:
@@ -171,12 +178,11 @@ class SharedWeightSearch(SearchStrategy):
         state = dict(state, candidates=candidates, derived=len(scored),
                      derive_seconds=time.monotonic() - started)
         self.project.update_state(shared_weights=state)
-        if verbose:
-            best = f"; best shared-weight score {ranked[0][1]:.4f}" if ranked else ""
-            print(f"Derived {len(candidates)} candidate(s) from {len(scored)} scored architectures{best}.", flush=True)
+        best = f"; best shared-weight score {ranked[0][1]:.4f}" if ranked else ""
+        progress.line(f"Derived {len(candidates)} candidate(s) from {len(scored)} scored architectures{best}.")
         return state
 
-    def _confirm(self, state, trials, data, max_trials, epochs, batch_size, callbacks, budget, verbose):
+    def _confirm(self, state, trials, data, max_trials, epochs, batch_size, callbacks, budget, progress):
         """Trains each candidate from scratch for a few epochs; these are the search's trials."""
         candidates = state["candidates"]
         total = min(max_trials, len(candidates))
@@ -186,28 +192,27 @@ class SharedWeightSearch(SearchStrategy):
             # A trial needs time to build, trace and learn something: confirm
             # only as many candidates as get MIN_CONFIRM_SECONDS each.
             affordable = int(max(end - time.monotonic(), 0.0) // MIN_CONFIRM_SECONDS) + len(trials)
-            if affordable < total and verbose:
-                print(f"The time budget leaves room to confirm {max(affordable, 1)} of {total} candidate(s).")
+            if affordable < total:
+                progress.line(f"The time budget leaves room to confirm {max(affordable, 1)} of {total} candidate(s).")
             total = max(1, min(total, affordable))
-        for index in range(len(trials), total):
-            deadline = None
-            if end is not None:
-                if time.monotonic() >= end and trials:
-                    if verbose:
-                        print(f"Time budget for confirmation reached after {index} trial(s).")
-                    break
-                # Each remaining candidate gets an equal share of the time left for confirmation.
-                deadline = time.monotonic() + max(end - time.monotonic(), 0.0) / (total - index)
-            candidate = candidates[index]
-            trial = self.train_trial(
-                f"{index:04d}", architecture_from_dict(candidate["architecture"]), data,
-                epochs=self.confirm_epochs(epochs), batch_size=batch_size, callbacks=callbacks, deadline=deadline,
-                seed=self.seed + index, verbose=verbose, previous_trials=trials,
-            )
-            trial.shared_score = candidate["shared_score"]
-            self.record(trial, trials, total, verbose)
+        with progress.bar("Confirmation trials", total=total, unit="trial", initial=len(trials)) as bar:
+            for index in range(len(trials), total):
+                deadline = None
+                if end is not None:
+                    if time.monotonic() >= end and trials:
+                        progress.line(f"Time budget for confirmation reached after {index} trial(s).")
+                        break
+                    # Each remaining candidate gets an equal share of the time left for confirmation.
+                    deadline = time.monotonic() + max(end - time.monotonic(), 0.0) / (total - index)
+                candidate = candidates[index]
+                trial = self.train_trial(
+                    f"{index:04d}", architecture_from_dict(candidate["architecture"]), data,
+                    epochs=self.confirm_epochs(epochs), batch_size=batch_size, callbacks=callbacks, deadline=deadline,
+                    seed=self.seed + index, verbose=progress.verbose, previous_trials=trials,
+                )
+                trial.shared_score = candidate["shared_score"]
+                self.record(trial, trials, progress, bar)
         return trials
-
 
     # ------------------------------------------------------------ checkpoint --
     def _paths(self):
@@ -235,7 +240,7 @@ class SharedWeightSearch(SearchStrategy):
         os.replace(tmp, paths["optimizers.npz"])
         self.project.update_state(shared_weights=state)
 
-    def _restore(self, state, supernet, controller, verbose):
+    def _restore(self, state, supernet, controller, progress):
         if not state.get("epochs_done"):
             return {}
         paths = self._paths()
@@ -248,8 +253,8 @@ class SharedWeightSearch(SearchStrategy):
                 for i, v in enumerate(controller.optimizer.variables):
                     v.assign(arrays[f"controller_{i}"])
                 controller.baseline = state.get("baseline")
-        if verbose:
-            print(f"Resuming the supernet after epoch {state['epochs_done']} from {os.path.dirname(paths['optimizers.npz'])}.")
+        progress.line(f"Resuming the supernet after epoch {state['epochs_done']} "
+                      f"from {os.path.dirname(paths['optimizers.npz'])}.")
         return state
 
 

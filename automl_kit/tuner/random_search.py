@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from automl_kit.tuner.base import SearchStrategy
+from automl_kit.tuner.progress import Progress
 from automl_kit.tuner.trial import FAILED, Trial
 
 _MAX_SAMPLING_ATTEMPTS = 100
@@ -33,29 +34,29 @@ class RandomSearch(SearchStrategy):
             return architecture
         return None
 
-    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), budget=None, verbose=1):
+    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), budget=None, progress=None):
+        progress = progress or Progress(verbose=0)
         trials = self.project.load_trials()
-        if trials and verbose:
-            print(f"Resuming: {len(trials)} trial(s) already recorded in {self.project.path}.")
+        if trials:
+            progress.line(f"Resuming: {len(trials)} trial(s) already recorded in {self.project.path}.")
         seen = {t.architecture for t in trials}
-        for index in range(len(trials), max_trials):
-            deadline = None if budget is None else budget.search_deadline(self.best_trial(trials), data.growth)
-            if deadline is not None and time.monotonic() >= deadline:
-                if verbose:
-                    print(f"Time budget for the search reached after {index} trial(s).")
-                break
-            trial_id = f"{index:04d}"
-            architecture = self._propose(index, data, seen)
-            if architecture is None:
-                trial = Trial(trial_id, self.search_space.smallest(), FAILED,
-                              failure_reason="no new architecture within max_model_size was found")
-            else:
-                seen.add(architecture)
-                trial = self.train_trial(
-                    trial_id, architecture, data, epochs=epochs, batch_size=batch_size,
-                    callbacks=callbacks, deadline=deadline, seed=self.seed + index, verbose=verbose,
-                    previous_trials=trials,
-                )
-            self.record(trial, trials, max_trials, verbose)
+        with progress.bar("Trials", total=max_trials, unit="trial", initial=len(trials)) as bar:
+            for index in range(len(trials), max_trials):
+                deadline = None if budget is None else budget.search_deadline(self.best_trial(trials), data.growth)
+                if deadline is not None and time.monotonic() >= deadline:
+                    progress.line(f"Time budget for the search reached after {index} trial(s).")
+                    break
+                trial_id = f"{index:04d}"
+                architecture = self._propose(index, data, seen)
+                if architecture is None:
+                    trial = Trial(trial_id, self.search_space.smallest(), FAILED,
+                                  failure_reason="no new architecture within max_model_size was found")
+                else:
+                    seen.add(architecture)
+                    trial = self.train_trial(
+                        trial_id, architecture, data, epochs=epochs, batch_size=batch_size,
+                        callbacks=callbacks, deadline=deadline, seed=self.seed + index, verbose=progress.verbose,
+                        previous_trials=trials,
+                    )
+                self.record(trial, trials, progress, bar)
         return trials
-

@@ -77,21 +77,35 @@ class Supernet(keras.Model):
         # Called directly, never through Keras's __call__: under it, the
         # recomputing gradients of `TensorChoices.pick_op` come out wrong.
         images, arch = inputs
+        return self._run(images, arch, bool(training))
+
+    def _run(self, images, arch, training, update_path=None):
         arch = tf.convert_to_tensor(arch, tf.int32)
-        training = bool(training)
         outer, self.pool.training = self.pool.training, training
         try:
-            return self._forward(images, TensorChoices(arch, self.space.decision_keys, self.pool, training))
+            choices = TensorChoices(arch, self.space.decision_keys, self.pool, training, update_path)
+            return self._forward(images, choices)
         finally:
             self.pool.training = outer
 
     def _train_step_fn(self, x, y, weights, arch):
         self.traces += 1  # runs only while tracing
+        optimizer = self.shared_optimizer
+        step = optimizer.next_step()
+
+        def update_path(variables, gradients):
+            optimizer.update(variables, gradients, step)
+
         with tf.GradientTape() as tape:
-            probabilities = self.call((x, arch), training=True)
+            probabilities = self._run(x, arch, True, update_path)
             losses = keras.losses.sparse_categorical_crossentropy(y, probabilities)
             loss = tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1e-12)
-        self.shared_optimizer.apply(tape.gradient(loss, self.trainable_variables))
+        # The chosen ops' variables were updated during the backward pass; their
+        # gradients here are None. The rest (stem, cell inputs, head) update now.
+        gradients = tape.gradient(loss, self.trainable_variables)
+        pairs = [(v.value, g) for v, g in zip(self.trainable_variables, gradients) if g is not None]
+        optimizer.update([v for v, _ in pairs], [g for _, g in pairs], step)
+        optimizer.finish_step()
         return loss
 
     def _accuracy_fn(self, x, y, arch):
@@ -122,12 +136,15 @@ class Supernet(keras.Model):
 
 
 class FusedAdam:
-    """Adam (Keras's defaults and update rule) with one fused kernel per variable.
+    """Adam (Keras's defaults and update rule) with one fused kernel per variable, applied lazily.
 
-    Every supernet step updates all of its hundreds of variables (those off
-    the sampled path get zero gradients, as in ENAS). Keras's Adam spends
-    several small ops on each, which on a CPU costs as much as a small
-    child's convolutions; `ResourceApplyAdam` does each update in one op.
+    A supernet step updates only the variables on the sampled child's path:
+    the others are untouched, moments included, so a child's step is the
+    step it would take alone (ENAS trains only the sampled path). Keras's
+    Adam would also spend several small ops on each of the supernet's
+    hundreds of variables; `ResourceApplyAdam` does each update in one op.
+    The step count is shared, as in Adam: `next_step()` is the step being
+    taken and `finish_step()` ends it.
     """
 
     def __init__(self, variables, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
@@ -137,15 +154,23 @@ class FusedAdam:
         self.momentums = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.targets]
         self.velocities = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.targets]
         self.variables = [self.iterations, *self.momentums, *self.velocities]
+        self._slots = {v.ref(): (m, s) for v, m, s in zip(self.targets, self.momentums, self.velocities)}
 
-    def apply(self, gradients):
-        step = tf.cast(self.iterations.assign_add(1), tf.float32)
+    def next_step(self):
+        return tf.cast(self.iterations + 1, tf.float32)
+
+    def update(self, variables, gradients, step):
+        """One Adam update of `variables` (backing tf.Variables) at `step`."""
         beta_1_power, beta_2_power = tf.pow(self.beta_1, step), tf.pow(self.beta_2, step)
-        for variable, gradient, m, v in zip(self.targets, gradients, self.momentums, self.velocities):
+        for variable, gradient in zip(variables, gradients):
+            m, v = self._slots[variable.ref()]
             tf.raw_ops.ResourceApplyAdam(
                 var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power, beta2_power=beta_2_power,
                 lr=self.learning_rate, beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, grad=gradient,
             )
+
+    def finish_step(self):
+        self.iterations.assign_add(1)
 
 
 def _images(x):

@@ -1,6 +1,8 @@
 """Training one Keras model: used by every trial and by the final model alike."""
 
+import copy
 import math
+import os
 import time
 
 import keras
@@ -79,6 +81,29 @@ class CosineToDeadline(keras.callbacks.Callback):
         done = min(max((time.monotonic() - self.start) / max(self.deadline - self.start, 1e-9), 0.0), 1.0)
         factor = self.alpha + (1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * done))
         self.model.optimizer.learning_rate.assign(LEARNING_RATE * factor)
+
+
+def for_run(callbacks, run):
+    """`callbacks`, with each TensorBoard callback copied to write under `log_dir/run`.
+
+    Each trial and the final training then show as their own run in
+    TensorBoard, as in KerasTuner, instead of overwriting one another.
+    """
+    placed = []
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.TensorBoard):
+            callback = copy.copy(callback)  # its writers are re-created by set_model
+            callback.log_dir = os.path.join(callback.log_dir, run)
+        placed.append(callback)
+    return placed
+
+
+def tensorboard_log_dir(callbacks):
+    """The log_dir of the first TensorBoard callback in `callbacks`, or None."""
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.TensorBoard):
+            return callback.log_dir
+    return None
 
 
 def compile_for_classification(model, decay_steps=None):

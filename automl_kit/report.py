@@ -1,0 +1,231 @@
+"""A search's results as a table and as figures.
+
+The figures are `matplotlib.figure.Figure` objects made without pyplot, so
+nothing piles up in pyplot's figure list and any backend (Agg included)
+can save them; Jupyter shows a Figure returned as a cell's last value.
+
+Example:
+
+>>> from automl_kit.blocks.search_space import MicroSearchSpace
+>>> import numpy as np
+>>> architecture = MicroSearchSpace((28, 28, 1)).sample(np.random.default_rng(0))
+>>> figure = plot_architecture(architecture)
+>>> len(figure.axes)
+2
+"""
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from automl_kit.blocks.architecture import Architecture, CellArchitecture, DenseArchitecture
+from automl_kit.tuner.trial import COMPLETED
+
+RESULT_COLUMNS = ["id", "status", "architecture", "params", "score", "shared_score", "epochs", "seconds",
+                  "failure_reason"]
+
+
+def results_frame(trials):
+    """One row per trial: the columns of `RESULT_COLUMNS`, typed (nullable ints, floats, strings).
+
+    `score` is the validation objective trained from scratch (NaN for a
+    failed trial) and `shared_score` the shared-weight score that made the
+    architecture a candidate (NaN for `"random"`).
+    """
+    rows = [{
+        "id": t.trial_id,
+        "status": t.status,
+        "architecture": str(t.architecture),
+        "params": t.params,
+        "score": t.score,
+        "shared_score": t.shared_score,
+        "epochs": t.epochs_run,
+        "seconds": t.seconds,
+        "failure_reason": t.failure_reason,
+    } for t in trials]
+    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return frame.astype({
+        "id": "string", "status": "string", "architecture": "string", "params": "Int64",
+        "score": "float64", "shared_score": "float64", "epochs": "int64", "seconds": "float64",
+        "failure_reason": "string",
+    })
+
+
+def summary_text(best_trial, objective, final_params, search_seconds, final_seconds, trials, history):
+    """The lines `ImageClassifier.summary()` prints."""
+    completed = sum(t.status == COMPLETED for t in trials)
+    lines = [
+        f"Best architecture: {best_trial.architecture}",
+        f"  trial {best_trial.trial_id}: {objective}={best_trial.score:.4f}"
+        + (f" (shared-weight score {best_trial.shared_score:.4f})" if best_trial.shared_score is not None else ""),
+        f"  final model: {final_params:,} parameters",
+        f"Trials: {len(trials)} ({completed} completed, {len(trials) - completed} failed)",
+    ]
+    if history:
+        lines.append(f"Supernet: {len(history)} epoch(s)"
+                     + (f", reward {history[-1]['mean_reward']:.3f} and entropy {history[-1]['mean_entropy']:.2f} "
+                        "at the last epoch" if "mean_reward" in history[-1] else ""))
+    lines.append(f"Time: search {_minutes(search_seconds)}, final training {_minutes(final_seconds)}")
+    return "\n".join(lines)
+
+
+def _minutes(seconds):
+    if seconds is None:
+        return "unknown"
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+# ------------------------------------------------------------------ search --
+def plot_search(trials, objective, history=()):
+    """Score per trial with the best so far; for a supernet also its loss, reward and entropy per epoch."""
+    figure = Figure(figsize=(11 if history else 6, 4), layout="constrained")
+    axes = figure.subplots(1, 2 if history else 1, squeeze=False)[0]
+    ax = axes[0]
+    positions = np.arange(1, len(trials) + 1)
+    scores = np.array([t.score if t.status == COMPLETED else np.nan for t in trials], dtype=float)
+    ax.plot(positions, scores, "o", label=f"{objective}, trained from scratch")
+    shared = np.array([np.nan if t.shared_score is None else t.shared_score for t in trials], dtype=float)
+    if np.isfinite(shared).any():
+        ax.plot(positions, shared, "s", mfc="none", label="shared-weight score")
+    if np.isfinite(scores).any():
+        sign = -1.0 if objective.endswith("loss") else 1.0
+        best = sign * np.fmax.accumulate(np.where(np.isfinite(scores), sign * scores, -np.inf))
+        ax.step(positions, np.where(np.isfinite(best), best, np.nan), where="post", label="best so far")
+    failed = [p for p, t in zip(positions, trials) if t.status != COMPLETED]
+    if failed:
+        low = np.nanmin(scores) if np.isfinite(scores).any() else 0.0
+        ax.plot(failed, [low] * len(failed), "x", color="red", label="failed")
+    ax.set(xlabel="trial", ylabel=objective, title="Trials")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="best", fontsize="small")
+    if history:
+        _plot_supernet(axes[1], history)
+    return figure
+
+
+def _plot_supernet(ax, history):
+    epochs = [record["epoch"] for record in history]
+    if any("mean_reward" in record for record in history):
+        rewarded = [r for r in history if "mean_reward" in r]
+        ax.plot([r["epoch"] for r in rewarded], [r["mean_reward"] for r in rewarded], "o-", label="mean reward")
+        ax.set_ylabel("mean reward (validation accuracy)")
+        twin = ax.twinx()
+        twin.plot([r["epoch"] for r in rewarded], [r["mean_entropy"] for r in rewarded], "s--", color="tab:orange",
+                  label="policy entropy")
+        twin.set_ylabel("policy entropy")
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize="small")
+        ax.set_title("Controller")
+    else:
+        ax.plot(epochs, [r["loss"] for r in history], "o-")
+        ax.set(ylabel="shared-weight training loss", title="Supernet")
+    ax.set_xlabel("supernet epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+# ------------------------------------------------------------ architecture --
+_BOX = dict(boxstyle="round,pad=0.3", fc="#e8eef7", ec="#4a6fa5")
+_INPUT_BOX = dict(boxstyle="round,pad=0.3", fc="#f3f3f3", ec="#888888")
+
+
+def plot_architecture(architecture):
+    """Draws an architecture as a graph with matplotlib alone (no graphviz needed).
+
+    A cell architecture gives two panels, the normal and the reduction
+    cell: boxes are the cell's inputs, its nodes and its output, and each
+    edge is labelled with the op applied along it. A macro architecture
+    gives one row per stage, with its skip connections as dashed arcs.
+    """
+    if isinstance(architecture, CellArchitecture):
+        return _plot_cells(architecture)
+    if isinstance(architecture, Architecture):
+        return _plot_stages(architecture)
+    if isinstance(architecture, DenseArchitecture):
+        return _plot_chain(["input", *(f"dense {u}" for u in architecture.units), "softmax"],
+                           title=str(architecture))
+    raise TypeError(f"Cannot draw {type(architecture).__name__}; expected an automl_kit architecture.")
+
+
+def _arrow(ax, start, end, label=None, rad=0.0, dashed=False):
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(
+        arrowstyle="-|>", color="#555555", shrinkA=14, shrinkB=14, connectionstyle=f"arc3,rad={rad}",
+        linestyle="--" if dashed else "-"))
+    if label:
+        # The middle of an arc3 curve sits off the chord by rad/2 of its length, to the right.
+        (x0, y0), (x1, y1) = start, end
+        mx, my = (x0 + x1) / 2 + rad / 2 * (y1 - y0), (y0 + y1) / 2 - rad / 2 * (x1 - x0)
+        ax.text(mx, my, label, fontsize=7, ha="center", va="center", color="#333333",
+                bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8))
+
+
+def _plot_cells(architecture):
+    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    axes = figure.subplots(1, 2)
+    for ax, kind in zip(axes, ("normal", "reduce")):
+        nodes = getattr(architecture, kind)
+        positions = {0: (0.0, 1.5), 1: (0.0, -1.5)}
+        for i in range(len(nodes)):
+            positions[i + 2] = (1.5 * (i + 1), 1.0 if i % 2 == 0 else -1.0)
+        output = (1.5 * (len(nodes) + 1), 0.0)
+        read = {j for node in nodes for j in node.inputs}
+        for i, node in enumerate(nodes):
+            for slot, (j, op) in enumerate(zip(node.inputs, node.ops)):
+                rad = 0.25 if slot == 0 else -0.25
+                if node.inputs[0] != node.inputs[1]:
+                    rad = 0.1 * (1 if slot == 0 else -1)
+                _arrow(ax, positions[j], positions[i + 2], op, rad=rad)
+        for k in range(2, len(nodes) + 2):
+            if k not in read:
+                _arrow(ax, positions[k], output, dashed=True)
+        labels = {0: "cell k-2", 1: "cell k-1", **{k: f"node {k}" for k in range(2, len(nodes) + 2)}}
+        for k, (x, y) in positions.items():
+            ax.text(x, y, labels[k], ha="center", va="center", fontsize=8, bbox=_INPUT_BOX if k < 2 else _BOX)
+        ax.text(*output, "mean", ha="center", va="center", fontsize=8, bbox=_INPUT_BOX)
+        ax.set_xlim(-0.8, output[0] + 0.8)
+        ax.set_ylim(-2.3, 2.3)
+        ax.set_title(f"{kind} cell" if kind == "normal" else "reduction cell")
+        ax.axis("off")
+    figure.suptitle(f"{architecture.filters} filters, {architecture.num_stages} stages of "
+                    f"{architecture.cells_per_stage} cell(s); loose ends (dashed) are averaged", fontsize=9)
+    return figure
+
+
+def _plot_stages(architecture):
+    rows = len(architecture.stages)
+    width = max(len(stage) for stage in architecture.stages) + 1
+    figure = Figure(figsize=(max(4.0, 2.0 * width), 1.8 * rows + 0.6), layout="constrained")
+    axes = figure.subplots(rows, 1, squeeze=False)[:, 0]
+    for s, (ax, stage) in enumerate(zip(axes, architecture.stages)):
+        # Tensor 0 is the stage's input and tensor p + 1 the output of layer p.
+        points = [(1.6 * p, 0.0) for p in range(len(stage) + 1)]
+        names = ["stem" if s == 0 else "reduce", *(layer.op for layer in stage)]
+        for p, layer in enumerate(stage):
+            _arrow(ax, points[p], points[p + 1])
+            for j in layer.skips:
+                _arrow(ax, points[j], points[p + 1], rad=-0.5, dashed=True)
+        for (x, y), name in zip(points, names):
+            ax.text(x, y, name, ha="center", va="center", fontsize=8, bbox=_BOX if name not in ("stem", "reduce")
+                    else _INPUT_BOX)
+        ax.set_xlim(-0.9, points[-1][0] + 0.9)
+        ax.set_ylim(-0.6, 1.2)
+        ax.set_title(f"stage {s + 1}: {architecture.filters * 2 ** s} filters", fontsize=9, loc="left")
+        ax.axis("off")
+    return figure
+
+
+def _plot_chain(names, title):
+    figure = Figure(figsize=(max(4.0, 1.8 * len(names)), 1.5), layout="constrained")
+    ax = figure.subplots()
+    points = [(1.6 * i, 0.0) for i in range(len(names))]
+    for start, end in zip(points, points[1:]):
+        _arrow(ax, start, end)
+    for (x, y), name in zip(points, names):
+        ax.text(x, y, name, ha="center", va="center", fontsize=8, bbox=_BOX)
+    ax.set_xlim(-0.9, points[-1][0] + 0.9)
+    ax.set_ylim(-0.6, 0.6)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return figure
+
+
+__all__ = ["RESULT_COLUMNS", "plot_architecture", "plot_search", "results_frame", "summary_text"]
