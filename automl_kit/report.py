@@ -2,7 +2,9 @@
 
 The figures are `matplotlib.figure.Figure` objects made without pyplot, so
 nothing piles up in pyplot's figure list and any backend (Agg included)
-can save them; Jupyter shows a Figure returned as a cell's last value.
+can save them. Jupyter registers its image display for figures only once
+pyplot is imported, so these figures also carry their own PNG form: a
+figure returned as a cell's last value is drawn either way.
 
 Example:
 
@@ -14,6 +16,8 @@ Example:
 2
 """
 
+import io
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -23,6 +27,15 @@ from automl_kit.tuner.trial import COMPLETED
 
 RESULT_COLUMNS = ["id", "status", "architecture", "params", "score", "shared_score", "epochs", "seconds",
                   "failure_reason"]
+
+
+class ReportFigure(Figure):
+    """A Figure that IPython displays as a PNG, with or without pyplot imported."""
+
+    def _repr_png_(self):
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
 
 
 def results_frame(trials):
@@ -78,7 +91,7 @@ def _minutes(seconds):
 # ------------------------------------------------------------------ search --
 def plot_search(trials, objective, history=()):
     """Score per trial with the best so far; for a supernet also its loss, reward and entropy per epoch."""
-    figure = Figure(figsize=(11 if history else 6, 4), layout="constrained")
+    figure = ReportFigure(figsize=(11 if history else 6, 4), layout="constrained")
     axes = figure.subplots(1, 2 if history else 1, squeeze=False)[0]
     ax = axes[0]
     positions = np.arange(1, len(trials) + 1)
@@ -159,7 +172,7 @@ def _arrow(ax, start, end, label=None, rad=0.0, dashed=False):
 
 
 def _plot_cells(architecture):
-    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    figure = ReportFigure(figsize=(12, 4.5), layout="constrained")
     axes = figure.subplots(1, 2)
     for ax, kind in zip(axes, ("normal", "reduce")):
         nodes = getattr(architecture, kind)
@@ -193,7 +206,7 @@ def _plot_cells(architecture):
 def _plot_stages(architecture):
     rows = len(architecture.stages)
     width = max(len(stage) for stage in architecture.stages) + 1
-    figure = Figure(figsize=(max(4.0, 2.0 * width), 1.8 * rows + 0.6), layout="constrained")
+    figure = ReportFigure(figsize=(max(4.0, 2.0 * width), 1.8 * rows + 0.6), layout="constrained")
     axes = figure.subplots(rows, 1, squeeze=False)[:, 0]
     for s, (ax, stage) in enumerate(zip(axes, architecture.stages)):
         # Tensor 0 is the stage's input and tensor p + 1 the output of layer p.
@@ -214,7 +227,7 @@ def _plot_stages(architecture):
 
 
 def _plot_chain(names, title):
-    figure = Figure(figsize=(max(4.0, 1.8 * len(names)), 1.5), layout="constrained")
+    figure = ReportFigure(figsize=(max(4.0, 1.8 * len(names)), 1.5), layout="constrained")
     ax = figure.subplots()
     points = [(1.6 * i, 0.0) for i in range(len(names))]
     for start, end in zip(points, points[1:]):

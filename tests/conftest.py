@@ -12,6 +12,14 @@ from sklearn.model_selection import train_test_split
 from automl_kit import ImageClassifier
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`-n`, `--dist loadgroup`), the tests that share the one
+    expensive fit run on one worker, so that no other worker repeats it."""
+    for item in items:
+        if {"fitted_digits", "fitted_digits_run"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("fitted_digits"))
+
+
 @pytest.fixture(scope="session")
 def digits_split():
     """sklearn digits, 70% / 30%, stratified: (x_train, x_test, y_train, y_test)."""

@@ -25,3 +25,7 @@ def test_notebook_runs(path, monkeypatch):
     client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": os.path.dirname(path)}})
     client.execute()  # raises CellExecutionError on any failing cell
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and ".plot_" in cell.source.splitlines()[-1]:
+            shown = [output for output in cell.outputs if "image/png" in output.get("data", {})]
+            assert len(shown) == 1, f"the figure of {cell.source!r} is not drawn exactly once"

@@ -241,7 +241,6 @@ _SEARCH_SCRIPT = """
 import sys
 from sklearn.datasets import load_digits
 from automl_kit import ImageClassifier
-from tests.conftest import QUICK
 d = load_digits()
 ImageClassifier(**QUICK, max_trials=int(sys.argv[2]), seed=0, directory=sys.argv[1]).fit(
     d.images[:400], d.target[:400], epochs=int(sys.argv[3]), verbose=0)
@@ -282,7 +281,6 @@ _ENAS_SCRIPT = """
 import sys
 from sklearn.datasets import load_digits
 from automl_kit import ImageClassifier
-from tests.conftest import QUICK
 d = load_digits()
 ImageClassifier(max_trials=1, seed=0, directory=sys.argv[1], search_space={"name": "micro", "num_nodes": 2}).fit(
     d.images[:400], d.target[:400], epochs=int(sys.argv[2]), verbose=1)
@@ -295,7 +293,8 @@ def test_enas_search_killed_between_epochs_resumes_from_its_checkpoint(tmp_path)
     import sys
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, "-c", _ENAS_SCRIPT, str(tmp_path), "30"]
+    epochs = 10
+    command = [sys.executable, "-c", _ENAS_SCRIPT, str(tmp_path), str(epochs)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_path = tmp_path / "image_classifier" / "project.json"
 
@@ -311,15 +310,15 @@ def test_enas_search_killed_between_epochs_resumes_from_its_checkpoint(tmp_path)
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = json.load(open(state_path))["shared_weights"]
-    assert 3 <= before["epochs_done"] < 30, "the supernet finished before it could be killed"
+    assert 3 <= before["epochs_done"] < epochs, "the supernet finished before it could be killed"
     for name in ("supernet.weights.h5", "controller.weights.h5", "optimizers.npz"):
         assert (tmp_path / "image_classifier" / "supernet" / name).exists()
 
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming the supernet after epoch {before['epochs_done']}" in result.stdout
-    assert "Supernet epoch 1/30" not in result.stdout  # finished epochs are not re-run
     after = json.load(open(state_path))
     assert after["status"] == "completed"
+    # Finished epochs are not re-run: their records, wall seconds included, are untouched.
     assert after["shared_weights"]["history"][:before["epochs_done"]] == before["history"]
-    assert len(after["shared_weights"]["history"]) == 30
+    assert len(after["shared_weights"]["history"]) == epochs

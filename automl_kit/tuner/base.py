@@ -1,6 +1,7 @@
 """The interface every search strategy implements, and what they share."""
 
 import abc
+import ctypes
 import dataclasses
 import datetime
 import gc
@@ -41,7 +42,7 @@ class SearchData:
     def count_params(self, architecture):
         """Parameters of `architecture`'s model, built and released again."""
         params = int(self.build(architecture).count_params())
-        keras.backend.clear_session()
+        release_memory()
         return params
 
     @property
@@ -67,6 +68,21 @@ def resident_memory_mb():
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
     except (OSError, ValueError, IndexError):
         return None
+
+
+def release_memory():
+    """Frees what a finished model held: Keras's graph state, Python's reference cycles, and
+    the heap pages glibc would otherwise keep mapped (where glibc's `malloc_trim` exists).
+
+    Without the trim, the process's resident memory grows by tens of MB per
+    trial although Python and TensorFlow have freed the objects.
+    """
+    keras.backend.clear_session()
+    gc.collect()  # models and traced functions sit in reference cycles
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _now():
@@ -175,8 +191,7 @@ class SearchStrategy(abc.ABC):
             trial.failure_reason = f"{type(error).__name__}: {error}"
         finally:
             model = None
-            keras.backend.clear_session()
-            gc.collect()  # the trial's model and traced functions sit in reference cycles
+            release_memory()
         trial.rss_mb = resident_memory_mb()
         trial.seconds = time.monotonic() - started
         trial.finished_at = _now()

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from automl_kit.blocks.architecture import architecture_from_dict
-from automl_kit.tuner.base import SearchStrategy
+from automl_kit.tuner.base import SearchStrategy, release_memory
 from automl_kit.tuner.controller import Controller
 from automl_kit.tuner.progress import Progress
 from automl_kit.tuner.supernet import Supernet
@@ -75,7 +75,7 @@ class SharedWeightSearch(SearchStrategy):
             deadline = None if budget is None else budget.start + DERIVE_SHARE * budget.seconds
             state = self._derive(state, supernet, controller, data, max_trials, deadline, progress)
             del supernet, controller
-            keras.backend.clear_session()
+            release_memory()
         elif trials:
             progress.line(f"Resuming: {len(trials)} confirmation trial(s) already recorded in {self.project.path}.")
         return self._confirm(state, trials, data, max_trials, epochs, batch_size, callbacks, budget, progress)
