@@ -12,6 +12,7 @@ from sklearn.model_selection import train_test_split
 from automl_kit import ImageClassifier
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`-n`, `--dist loadgroup`), the tests that share the one
     expensive fit run on one worker, so that no other worker repeats it."""

@@ -241,6 +241,7 @@ _SEARCH_SCRIPT = """
 import sys
 from sklearn.datasets import load_digits
 from automl_kit import ImageClassifier
+from tests.conftest import QUICK
 d = load_digits()
 ImageClassifier(**QUICK, max_trials=int(sys.argv[2]), seed=0, directory=sys.argv[1]).fit(
     d.images[:400], d.target[:400], epochs=int(sys.argv[3]), verbose=0)
@@ -256,7 +257,7 @@ def test_search_killed_mid_way_resumes_without_rerunning_trials(tmp_path):
     command = [sys.executable, "-c", _SEARCH_SCRIPT, str(tmp_path), "3", "4"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = tmp_path / "image_classifier" / "trials" / "0000.json"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600  # generous: under pytest-xdist the CPU is shared
     while not first.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
