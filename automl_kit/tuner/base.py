@@ -42,7 +42,7 @@ class SearchData:
     def count_params(self, architecture):
         """Parameters of `architecture`'s model, built and released again."""
         params = int(self.build(architecture).count_params())
-        release_memory()
+        keras.backend.clear_session()  # not release_memory: this runs for every re-drawn proposal
         return params
 
     @property
@@ -74,8 +74,9 @@ def release_memory():
     """Frees what a finished model held: Keras's graph state, Python's reference cycles, and
     the heap pages glibc would otherwise keep mapped (where glibc's `malloc_trim` exists).
 
-    Without the trim, the process's resident memory grows by tens of MB per
-    trial although Python and TensorFlow have freed the objects.
+    Measured (benchmarks/results/search_memory.md): memory still grows about
+    93 MB per trial with or without the trim, as in the upstream reports of
+    `Model.fit` in a loop; the trim only lowers the level a little.
     """
     keras.backend.clear_session()
     gc.collect()  # models and traced functions sit in reference cycles
