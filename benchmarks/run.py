@@ -1,0 +1,250 @@
+"""automl_kit against AutoKeras, KerasTuner and a fixed CNN, at equal budgets: `python -m benchmarks.run`.
+
+    python -m benchmarks.run --suite quick                      # digits + MNIST, 1 minute each: ~20 min
+    python -m benchmarks.run --suite full                       # four datasets, long budgets: hours
+    python -m benchmarks.run --suite full --budget-minutes 3    # the same, every budget 3 minutes
+    python -m benchmarks.run --suite quick --datasets digits --systems baseline,random --budget-minutes 0.2
+
+Every system gets the same wall-clock budget per dataset, for its whole fit
+(search and final training), and runs in its own process
+(`benchmarks/systems.py` describes each system and what is measured). A
+system that crashes, or runs past its budget by more than half plus three
+minutes and is killed, keeps its row, with the reason.
+
+AutoKeras runs in its own virtual environment, `benchmarks/.venv-autokeras`,
+which the runner creates on first use with `autokeras==3.0.0`,
+`keras==3.12.0` (AutoKeras 3.0's search fails with keras>=3.13: "invalid
+value for units") and `tensorboard`; that needs PyPI. `--autokeras-python`
+points at another interpreter. KerasTuner comes from
+`pip install 'automl_kit[bench]'`.
+
+Datasets (`--data-dir`, default `../shared/datasets/`):
+
+| name | train | test |
+|---|---|---|
+| `digits` | 70% of scikit-learn's digits, stratified, seed 0 | the other 30% |
+| `mnist` | the 60,000 MNIST training images | the 10,000 test images |
+| `fashion_mnist` | 8,000 of the Fashion-MNIST test file, stratified, seed 0 | the other 2,000 |
+| `cifar10` | CIFAR-10 `data_batch_1` (10,000 images) | the first 1,000 test images |
+
+Writes `benchmarks/results/suite_<suite>_<date>_<commit>.md` and `.csv`
+(or into `--out`), stamped with the date, machine, package versions and git
+commit.
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DEFAULT_DATA_DIR = os.path.join(ROOT, "..", "shared", "datasets")
+AUTOKERAS_VENV = os.path.join(HERE, ".venv-autokeras")
+AUTOKERAS_REQUIREMENTS = ["autokeras==3.0.0", "keras==3.12.0", "tensorflow==2.20.0", "tensorboard"]
+
+SYSTEMS = ["enas", "random_ws", "random", "keras_tuner", "baseline", "autokeras"]
+SUITES = {  # dataset -> budget in minutes
+    "quick": {"digits": 1, "mnist": 1},
+    "full": {"digits": 2, "mnist": 10, "fashion_mnist": 5, "cifar10": 10},
+}
+COLUMNS = ["dataset", "system", "status", "test_accuracy", "fit_seconds", "budget_seconds", "evaluated", "params",
+           "peak_rss_mb", "time_to_95", "reason"]
+
+
+def load_dataset(name, data_dir):
+    """(x_train, y_train, x_test, y_test) with integer labels."""
+    from sklearn.model_selection import train_test_split
+
+    def npz(file):
+        path = os.path.join(data_dir, f"{file}.npz")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} is missing: pass --data-dir, the folder of the shared .npz files")
+        with np.load(path) as data:
+            return data["x"], data["y"].astype("int64").reshape(-1)
+
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x_train, x_test, y_train, y_test = train_test_split(
+            digits.images, digits.target, test_size=0.3, stratify=digits.target, random_state=0)
+        return x_train, y_train, x_test, y_test
+    if name == "fashion_mnist":
+        x, y = npz("fashion_mnist_test")
+        x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=2000, stratify=y, random_state=0)
+        return x_train, y_train, x_test, y_test
+    train, test = {"mnist": ("mnist_train", "mnist_test"), "cifar10": ("cifar10_train_batch1",
+                                                                       "cifar10_test_first1000")}[name]
+    return (*npz(train), *npz(test))
+
+
+def ensure_autokeras_python(python):
+    """The AutoKeras interpreter: `python` if given, else the runner's own venv, created on first use."""
+    if python:
+        return python
+    venv_python = os.path.join(AUTOKERAS_VENV, "bin", "python")
+    if not os.path.exists(venv_python):
+        print(f"creating {AUTOKERAS_VENV} with {' '.join(AUTOKERAS_REQUIREMENTS)}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", AUTOKERAS_VENV], check=True)
+        subprocess.run([venv_python, "-m", "pip", "install", "-q", *AUTOKERAS_REQUIREMENTS], check=True)
+    return venv_python
+
+
+def git_commit():
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, cwd=ROOT,
+                                       stderr=subprocess.DEVNULL).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine():
+    gpu = "no GPU"
+    if shutil.which("nvidia-smi"):
+        query = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True)
+        if query.returncode == 0 and query.stdout.strip():
+            gpu = ", ".join(query.stdout.split("\n")[:8]).strip(", ")
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {gpu}"
+
+
+def run_system(system, data_path, budget_seconds, python, seed, log_path):
+    """Runs one worker; returns its result dict, with a status and reason whatever happened."""
+    timeout = 1.5 * budget_seconds + 180
+    with tempfile.TemporaryDirectory(prefix=f"bench_{system}_") as workdir:
+        out = os.path.join(workdir, "result.json")
+        command = [python, "-m", "benchmarks.systems", "--system", system, "--data", data_path,
+                   "--budget-seconds", str(budget_seconds), "--workdir", workdir, "--out", out, "--seed", str(seed)]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+        with open(log_path, "w") as log:
+            try:
+                process = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return {"status": "overrun", "reason": f"killed after {timeout:.0f} s (budget {budget_seconds:.0f} s)"}
+            except OSError as error:
+                return {"status": "crashed", "reason": f"could not start {python}: {error}"}
+        if not os.path.exists(out):
+            return {"status": "crashed", "reason": f"exit code {process.returncode}: {last_line(log_path)}"}
+        with open(out) as f:
+            result = json.load(f)
+    if result["status"] == "ok" and result["fit_seconds"] > 1.1 * budget_seconds:
+        result["status"] = "overran"
+        result["reason"] = f"fit took {result['fit_seconds']:.0f} s, over 110% of the budget"
+    return result
+
+
+def last_line(path):
+    with open(path, errors="replace") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def format_cell(column, value):
+    if value is None or value == "":
+        return "-"
+    if column == "test_accuracy":
+        return f"{value:.4f}"
+    if column in ("fit_seconds", "budget_seconds", "time_to_95", "peak_rss_mb"):
+        return f"{value:.0f}"
+    if column in ("params", "evaluated"):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|")
+
+
+def write_tables(rows, stamp, path_stem):
+    """Writes `<stem>.csv` (one row per run, stamped) and `<stem>.md` (stamp, then the table)."""
+    with open(path_stem + ".csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, "date", "commit", "machine", "versions"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**{c: row.get(c) for c in COLUMNS}, "date": stamp["date"], "commit": stamp["commit"],
+                             "machine": stamp["machine"], "versions": json.dumps(row.get("versions", {}))})
+    headers = ["dataset", "system", "status", "test acc", "fit (s)", "budget (s)", "architectures evaluated",
+               "final params", "peak RSS (MB)", "time to 95% (s)", "reason"]
+    with open(path_stem + ".md", "w") as f:
+        f.write(f"# Benchmark suite `{stamp['suite']}`\n\n"
+                f"`{stamp['command']}` on {stamp['date']}, commit {stamp['commit']}, {stamp['machine']}.\n\n"
+                f"Package versions: {stamp['versions']}.\n\n")
+        f.write("| " + " | ".join(headers) + " |\n|" + "---|" * len(headers) + "\n")
+        for row in rows:
+            f.write("| " + " | ".join(format_cell(c, row.get(c)) for c in COLUMNS) + " |\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
+    parser.add_argument("--budget-minutes", type=float, default=None, help="one budget for every dataset")
+    parser.add_argument("--datasets", default=None, help="comma-separated subset of the suite's datasets")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--autokeras-python", default=None, help="an interpreter with autokeras installed")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the tables and logs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    budgets = dict(SUITES[args.suite])
+    if args.datasets:
+        unknown = set(args.datasets.split(",")) - set(budgets)
+        if unknown:
+            parser.error(f"datasets {sorted(unknown)} are not in suite {args.suite!r}: choose from {sorted(budgets)}")
+        budgets = {name: budgets[name] for name in args.datasets.split(",")}
+    if args.budget_minutes is not None:
+        budgets = {name: args.budget_minutes for name in budgets}
+    systems = args.systems.split(",")
+    if set(systems) - set(SYSTEMS):
+        parser.error(f"unknown systems {sorted(set(systems) - set(SYSTEMS))}: choose from {SYSTEMS}")
+
+    os.makedirs(args.out, exist_ok=True)
+    stamp = {"suite": args.suite, "date": datetime.date.today().isoformat(), "commit": git_commit(),
+             "machine": machine(), "command": "python -m benchmarks.run " + " ".join(argv or sys.argv[1:])}
+    stem = os.path.join(args.out, f"suite_{args.suite}_{stamp['date']}_{stamp['commit']}")
+    pythons = {system: sys.executable for system in systems}
+    setup_failure = None
+    if "autokeras" in systems:
+        try:
+            pythons["autokeras"] = ensure_autokeras_python(args.autokeras_python)
+        except (OSError, subprocess.CalledProcessError) as error:
+            setup_failure = f"could not create the AutoKeras environment: {error}"
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="automl_kit_suite_") as scratch:
+        for dataset, minutes in budgets.items():
+            x_train, y_train, x_test, y_test = load_dataset(dataset, args.data_dir)
+            data_path = os.path.join(scratch, f"{dataset}.npz")
+            np.savez(data_path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+            for system in systems:
+                print(f"{dataset}: {system}, {minutes:g} min ...", flush=True)
+                if system == "autokeras" and setup_failure:
+                    result = {"status": "crashed", "reason": setup_failure}
+                else:
+                    log_path = f"{stem}_{dataset}_{system}.log"
+                    result = run_system(system, data_path, minutes * 60, pythons[system], args.seed, log_path)
+                row = {"dataset": dataset, "system": system, "budget_seconds": minutes * 60, **result}
+                rows.append(row)
+                print("  " + ", ".join(f"{c}={format_cell(c, row.get(c))}" for c in COLUMNS[2:]), flush=True)
+                stamp["versions"] = merged_versions(rows)
+                write_tables(rows, stamp, stem)  # after every run, so an interrupted suite keeps its rows
+    print(f"wrote {stem}.md and {stem}.csv")
+    return rows
+
+
+def merged_versions(rows):
+    versions = {}
+    for row in rows:
+        for name, version in row.get("versions", {}).items():
+            versions.setdefault(name, set()).add(version)
+    return ", ".join(f"{name} {'/'.join(sorted(v))}" for name, v in sorted(versions.items())) or "unknown"
+
+
+if __name__ == "__main__":
+    main()

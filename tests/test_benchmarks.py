@@ -1,0 +1,52 @@
+"""The benchmark runner's smallest configuration completes and writes well-formed tables.
+
+Speed is never asserted here: the figures belong to `python -m benchmarks.run`.
+"""
+
+import csv
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_runner_smallest_configuration_writes_well_formed_tables(tmp_path):
+    pytest.importorskip("keras_tuner")
+    systems = ["baseline", "keras_tuner", "random", "autokeras"]
+    command = [sys.executable, "-m", "benchmarks.run", "--suite", "quick", "--datasets", "digits",
+               "--systems", ",".join(systems), "--budget-minutes", "0.2", "--out", str(tmp_path),
+               # An interpreter that does not exist: AutoKeras's row must still appear, as crashed, with the reason.
+               "--autokeras-python", str(tmp_path / "no-such-python")]
+    subprocess.run(command, cwd=ROOT, check=True, timeout=900)
+
+    (csv_path,) = tmp_path.glob("suite_quick_*.csv")
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    assert [row["system"] for row in rows] == systems
+    assert {row["dataset"] for row in rows} == {"digits"}
+    assert all(row["date"] and row["commit"] and "CPUs" in row["machine"] for row in rows)
+    by_system = {row["system"]: row for row in rows}
+    # Twelve seconds is below what a search needs to stop cleanly (KerasTuner reloads its best model,
+    # automl_kit trains a final model), so the searches may overrun; their rows are kept either way.
+    assert by_system["baseline"]["status"] == "ok", by_system["baseline"]
+    for name in ("baseline", "keras_tuner", "random"):
+        row = by_system[name]
+        assert row["status"] in ("ok", "overran"), row
+        assert 0.0 <= float(row["test_accuracy"]) <= 1.0
+        assert int(row["params"]) > 0 and int(row["evaluated"]) >= 1 and float(row["peak_rss_mb"]) > 0
+    # The fixed CNN learns digits within seconds: well above chance (0.1) proves labels and images line up.
+    assert float(by_system["baseline"]["test_accuracy"]) > 0.8
+    assert by_system["autokeras"]["status"] == "crashed"
+    assert "no-such-python" in by_system["autokeras"]["reason"]
+
+    (md_path,) = tmp_path.glob("suite_quick_*.md")
+    lines = open(md_path).read().splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    assert len(table) == 2 + len(systems)
+    # Every row, separator included, has the header's number of cells (a "|" in a reason is escaped).
+    assert len({len(re.findall(r"(?<!\\)\|", line)) for line in table}) == 1
+    assert any(line.startswith("Package versions:") and "tensorflow" in line for line in lines)
