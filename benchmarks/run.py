@@ -45,9 +45,10 @@ import tempfile
 
 import numpy as np
 
+from benchmarks.search_at_budget import DEFAULT_DATA_DIR, RESULTS_DIR, git_commit, load
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-DEFAULT_DATA_DIR = os.path.join(ROOT, "..", "shared", "datasets")
 AUTOKERAS_VENV = os.path.join(HERE, ".venv-autokeras")
 AUTOKERAS_REQUIREMENTS = ["autokeras==3.0.0", "keras==3.12.0", "tensorflow==2.20.0", "tensorboard"]
 
@@ -65,11 +66,8 @@ def load_dataset(name, data_dir):
     from sklearn.model_selection import train_test_split
 
     def npz(file):
-        path = os.path.join(data_dir, f"{file}.npz")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} is missing: pass --data-dir, the folder of the shared .npz files")
-        with np.load(path) as data:
-            return data["x"], data["y"].astype("int64").reshape(-1)
+        x, y = load(data_dir, file)
+        return x, y.astype("int64").reshape(-1)
 
     if name == "digits":
         from sklearn.datasets import load_digits
@@ -97,14 +95,6 @@ def ensure_autokeras_python(python):
         subprocess.run([sys.executable, "-m", "venv", AUTOKERAS_VENV], check=True)
         subprocess.run([venv_python, "-m", "pip", "install", "-q", *AUTOKERAS_REQUIREMENTS], check=True)
     return venv_python
-
-
-def git_commit():
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, cwd=ROOT,
-                                       stderr=subprocess.DEVNULL).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def machine():
@@ -188,7 +178,7 @@ def main(argv=None):
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--autokeras-python", default=None, help="an interpreter with autokeras installed")
-    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the tables and logs")
+    parser.add_argument("--out", default=RESULTS_DIR, help="folder for the tables and logs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

@@ -37,7 +37,11 @@ DATASETS = {
 
 
 def load(data_dir, name):
-    with np.load(os.path.join(data_dir, f"{name}.npz")) as data:
+    """(x, y) from the shared `<name>.npz`."""
+    path = os.path.join(data_dir, f"{name}.npz")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing: pass --data-dir, the folder of the shared .npz files")
+    with np.load(path) as data:
         return data["x"], data["y"]
 
 

@@ -34,6 +34,7 @@ baseline (measured with the budget clock paused).
 """
 
 import argparse
+import datetime
 import json
 import os
 import resource
@@ -91,14 +92,19 @@ def budget_callback(budget_seconds, search_fraction=None):
     return Budget()
 
 
+def channel_statistics(x_train):
+    """Per-channel mean and variance of the training images, for a `keras.layers.Normalization`."""
+    pixels = x_train.astype("float32").reshape(-1, x_train.shape[-1])
+    return pixels.mean(axis=0), pixels.var(axis=0)
+
+
 def baseline_cnn(input_shape, num_classes, x_train):
     """The fixed, hand-designed CNN: two or three VGG-style stages with batch normalisation."""
     import keras
 
-    normalise = keras.layers.Normalization()
-    normalise.adapt(x_train.astype("float32"))
+    mean, variance = channel_statistics(x_train)
     inputs = keras.Input(input_shape)
-    x = normalise(inputs)
+    x = keras.layers.Normalization(mean=mean, variance=variance)(inputs)
     stages = [32, 64, 128] if min(input_shape[:2]) >= 16 else [32, 64]
     for filters in stages:
         for _ in range(2):
@@ -118,10 +124,8 @@ def cnn_hypermodel(input_shape, num_classes, x_train):
     """KerasTuner's search space: a CNN comparable to automl_kit's macro space."""
     import keras
 
-    normalise = keras.layers.Normalization()
-    normalise.adapt(x_train.astype("float32"))
-    # Per-channel statistics, adapted once, so trials do not re-adapt.
-    mean, variance = (keras.ops.convert_to_numpy(v).reshape(-1) for v in (normalise.mean, normalise.variance))
+    # Computed once, so trials do not re-adapt.
+    mean, variance = channel_statistics(x_train)
 
     def build(hp):
         inputs = keras.Input(input_shape)
@@ -164,8 +168,6 @@ def run_automl_kit(tuner, data, budget, folder, seed):
     clf = ImageClassifier(tuner=tuner, time_limit=budget, seed=seed, directory=folder)
     started_wall = time.time()
     clf.fit(data["x_train"], data["y_train"], verbose=0)
-    import datetime
-
     for trial in clf.trials_:
         if trial.status == "completed" and trial.finished_at:
             finished = datetime.datetime.fromisoformat(trial.finished_at).timestamp()
@@ -246,13 +248,10 @@ def package_versions():
 
     versions = {}
     for name in VERSION_PACKAGES:
-        try:
-            versions[name] = metadata.version(name.replace("_", "-"))
+        try:  # distribution names are normalised, so "keras_tuner" finds "keras-tuner"
+            versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            try:
-                versions[name] = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                pass
+            pass
     return versions
 
 

@@ -38,8 +38,6 @@ def test_runner_smallest_configuration_writes_well_formed_tables(tmp_path):
         assert row["status"] in ("ok", "overran"), row
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0
         assert int(row["params"]) > 0 and int(row["evaluated"]) >= 1 and float(row["peak_rss_mb"]) > 0
-    # The fixed CNN learns digits within seconds: well above chance (0.1) proves labels and images line up.
-    assert float(by_system["baseline"]["test_accuracy"]) > 0.8
     assert by_system["autokeras"]["status"] == "crashed"
     assert "no-such-python" in by_system["autokeras"]["reason"]
 
@@ -50,3 +48,17 @@ def test_runner_smallest_configuration_writes_well_formed_tables(tmp_path):
     # Every row, separator included, has the header's number of cells (a "|" in a reason is escaped).
     assert len({len(re.findall(r"(?<!\\)\|", line)) for line in table}) == 1
     assert any(line.startswith("Package versions:") and "tensorflow" in line for line in lines)
+
+
+def test_benchmark_splits_keep_images_and_labels_aligned():
+    # Accuracy after twelve seconds of training depends on the machine's load, so alignment is checked here
+    # instead: a linear model fitted on the training split scores far above chance (0.1) on the test split.
+    from sklearn.linear_model import LogisticRegression
+
+    from benchmarks.run import load_dataset
+
+    x_train, y_train, x_test, y_test = load_dataset("digits", data_dir="unused: digits ships with scikit-learn")
+    assert len(x_train) + len(x_test) == 1797 and y_train.dtype == y_test.dtype == "int64"
+    assert set(y_train) == set(y_test) == set(range(10))
+    model = LogisticRegression(max_iter=2000).fit(x_train.reshape(len(x_train), -1), y_train)
+    assert model.score(x_test.reshape(len(x_test), -1), y_test) > 0.9
