@@ -6,6 +6,7 @@ import importlib.util
 import os
 import tempfile
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -258,6 +259,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.input_spec_ = spec
         self.n_features_in_ = spec.n_features
         self.fit_seconds_ = time.monotonic() - started
+        if self.time_limit is not None and self.fit_seconds_ > 1.1 * self.time_limit:
+            warnings.warn(
+                f"fit took {self.fit_seconds_:.0f} s, more than 10% over time_limit={self.time_limit:g} s: each model's "
+                "first step (building and tracing it, longest for a shared-weight supernet) cannot be cut short, "
+                "and these fixed costs did not fit in the limit. Raise time_limit, or use tuner='random' "
+                "for a budget this small.", UserWarning, stacklevel=2)
         return self
 
     def _adapt(self, x, y, sample_weight, validation_split, validation_data):

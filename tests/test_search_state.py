@@ -201,7 +201,7 @@ def test_short_budget_fine_tunes_the_best_trial_instead_of_retraining(small_digi
 
 
 def test_time_budget_keeps_time_for_the_final_training():
-    from automl_kit.tuner.budget import TimeBudget
+    from automl_kit.tuner.budget import TimeBudget, shortest_trial_seconds
     from automl_kit.tuner.trial import Trial
 
     budget = TimeBudget(1000)
@@ -211,6 +211,23 @@ def test_time_budget_keeps_time_for_the_final_training():
     assert budget.search_deadline(slow, data_growth=1.25) - budget.start == pytest.approx(500)
     assert budget.search_deadline(quick, data_growth=1.25) - budget.start == pytest.approx(750)
     assert budget.final_training_estimate(quick, 1.25) == pytest.approx(125)
+    # Building and tracing are paid once per model, before any epoch: the estimate includes them.
+    traced = Trial("0002", None, "completed", score=0.9, best_epoch=2, epochs_run=2, seconds=140.0,
+                   history={"setup_seconds": [40.0], "epoch_seconds": [50.0, 50.0]})
+    assert budget.final_training_estimate(traced, 1.25) == pytest.approx(40 + 2 * 50 * 1.25)
+    assert budget.final_training_estimate(traced, 1.25, epochs=1) == pytest.approx(40 + 50 * 1.25)
+    # A new trial is worth starting only with room for the cheapest setup and epoch seen so far.
+    assert shortest_trial_seconds([slow, quick, traced]) == pytest.approx(50)
+    assert shortest_trial_seconds([Trial("0003", None, "failed")]) == 0.0
+
+
+def test_a_limit_below_the_fixed_costs_warns_after_fit(small_digits):
+    x, y = small_digits
+    # No model's first step (build, trace) fits in a second, and a step cannot be cut short.
+    with pytest.warns(UserWarning, match=r"more than 10% over time_limit=1 s.*Raise time_limit"):
+        clf = ImageClassifier(**QUICK, max_trials=3, seed=0, time_limit=1).fit(x, y, epochs=5, verbose=0)
+    assert clf.fit_seconds_ > 1.1
+    assert len(clf.trials_) == 1
 
 
 def test_a_second_process_gets_the_lock_error_at_once(small_digits, tmp_path, no_training):
@@ -323,3 +340,26 @@ def test_enas_search_killed_between_epochs_resumes_from_its_checkpoint(tmp_path)
     # Finished epochs are not re-run: their records, wall seconds included, are untouched.
     assert after["shared_weights"]["history"][:before["epochs_done"]] == before["history"]
     assert len(after["shared_weights"]["history"]) == epochs
+
+
+def test_trials_leave_no_traced_functions_behind(small_digits):
+    # Memory per trial grows with what TensorFlow keeps after a model is gone; the
+    # optimizer's slots, if created while tracing, leave one function per variable.
+    from tensorflow.python.eager import context
+
+    from automl_kit.blocks.builder import build_model
+    from automl_kit.tuner import training
+    from automl_kit.tuner.base import release_memory
+
+    x, y = small_digits
+    spec = InputSpec(input_shape=(8, 8), image_shape=(8, 8, 1))
+    space = MacroSearchSpace((8, 8))
+    counts = []
+    for seed in range(3):
+        model = build_model(space.sample(np.random.default_rng(seed)), spec, 10, [0.0], [1.0])
+        training.train(model, x, y, epochs=1, batch_size=64)
+        del model
+        release_memory()
+        counts.append(len(context.context().list_function_names()))
+    # A macro model has over 20 trainable variables: one function each would show.
+    assert counts[2] - counts[1] < 10, counts

@@ -177,7 +177,7 @@ class SearchStrategy(abc.ABC):
                 model, data.x_train, data.y_train, sample_weight=data.w_train,
                 validation_data=data.validation_data, objective=self.objective,
                 epochs=epochs, batch_size=batch_size, callbacks=training.for_run(callbacks, f"trial_{trial_id}"),
-                deadline=deadline, verbose=2 if verbose >= 2 else 0,
+                deadline=deadline, verbose=2 if verbose >= 2 else 0, started=started,
             )
             trial.history = history
             trial.epochs_run = len(history["loss"])

@@ -12,13 +12,27 @@ def seconds_per_epoch(trial):
     return trial.seconds / max(trial.epochs_run, 1)
 
 
+def setup_seconds(trial):
+    """A trial's seconds from its start to the end of its first step (build, compile, trace); 0 if not measured."""
+    measured = trial.history.get("setup_seconds") or [0.0]
+    return float(measured[0] or 0.0)
+
+
+def shortest_trial_seconds(trials):
+    """The least time any completed trial of `trials` needed for its setup and one epoch, or 0 without one."""
+    costs = [setup_seconds(t) + seconds_per_epoch(t) for t in trials if t.epochs_run]
+    return min(costs, default=0.0)
+
+
 class TimeBudget:
     """Splits `seconds` between the search and the final training.
 
     The final model retrains the best trial's architecture on training plus
     validation data for the trial's best epoch count, so the time it needs is
-    estimated from that trial: its seconds per epoch, times the epochs, times
-    the growth of the data. The search stops early enough to leave that much,
+    estimated from that trial: its setup (building and tracing), plus its
+    seconds per epoch times the epochs times the growth of the data. The
+    fixed setup matters most at small budgets, where it can exceed the
+    epochs themselves. The search stops early enough to leave that much,
     but never less than `min_final_share` nor more than `max_final_share` of
     the budget.
 
@@ -42,7 +56,7 @@ class TimeBudget:
         if best_trial is None or not best_trial.epochs_run:
             return 0.0
         epochs = best_trial.best_epoch if epochs is None else epochs
-        return epochs * seconds_per_epoch(best_trial) * data_growth
+        return setup_seconds(best_trial) + epochs * seconds_per_epoch(best_trial) * data_growth
 
     def search_deadline(self, best_trial, data_growth=1.0):
         """The time (`time.monotonic`) after which the search must stop."""

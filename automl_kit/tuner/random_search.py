@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from automl_kit.tuner.base import SearchStrategy
+from automl_kit.tuner.budget import shortest_trial_seconds
 from automl_kit.tuner.progress import Progress
 from automl_kit.tuner.trial import FAILED, Trial
 
@@ -43,7 +44,9 @@ class RandomSearch(SearchStrategy):
         with progress.bar("Trials", total=max_trials, unit="trial", initial=len(trials)) as bar:
             for index in range(len(trials), max_trials):
                 deadline = None if budget is None else budget.search_deadline(self.best_trial(trials), data.growth)
-                if deadline is not None and time.monotonic() >= deadline:
+                # A trial started with less time than any trial has needed for its setup and one
+                # epoch would be cut before it learns anything: its time goes to the final model instead.
+                if deadline is not None and time.monotonic() + shortest_trial_seconds(trials) >= deadline:
                     progress.line(f"Time budget for the search reached after {index} trial(s).")
                     break
                 trial_id = f"{index:04d}"

@@ -44,12 +44,15 @@ class EpochTimer(keras.callbacks.Callback):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
         self.seconds = []
+        self.first_step_end = None  # time.monotonic() when the first step of the run ended
 
     def on_epoch_begin(self, epoch, logs=None):
         self._first_end, self._last_end, self._steps = None, None, 0
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.monotonic()
+        if self.first_step_end is None:
+            self.first_step_end = now
         if self._first_end is None:
             self._first_end = now
         else:
@@ -116,6 +119,10 @@ def compile_for_classification(model, decay_steps=None):
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
+    # Built here, eagerly: slots created on the first traced step register one
+    # tf.cond branch function per variable in TensorFlow's global function
+    # library, which outlives the model (measured: about 400 per trial).
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
@@ -146,7 +153,7 @@ def best_epoch(history, objective):
 
 
 def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_data=None, objective=None,
-          callbacks=(), deadline=None, verbose=0, decay=None):
+          callbacks=(), deadline=None, verbose=0, decay=None, started=None):
     """Compiles and fits `model`; returns its history as a dict of lists.
 
     With `validation_data` and `objective`, training stops early after
@@ -155,8 +162,12 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
     rate follows a cosine over the `epochs`; with `decay="deadline"`, over
     the wall time until `deadline`. A diverging loss raises
     `TrainingFailed`. The history's "epoch_seconds" holds the time each
-    epoch's training took (or would have taken, when cut by `deadline`).
+    epoch's training took (or would have taken, when cut by `deadline`), and
+    its "setup_seconds" (one value) the time from `started` (default: the
+    call) to the end of the first step: building, compiling and tracing,
+    which a time budget must leave room for before any epoch.
     """
+    started = time.monotonic() if started is None else started
     repeats = math.ceil(MIN_STEPS_PER_EPOCH * batch_size / len(x))
     if repeats > 1:
         x, y = np.tile(x, (repeats,) + (1,) * (x.ndim - 1)), np.tile(y, repeats)
@@ -185,4 +196,5 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
         raise TrainingFailed("the training loss became NaN or infinite (diverged).")
     history = {key: [float(v) for v in values] for key, values in history.items()}
     history["epoch_seconds"] = [float(v) for v in timer.seconds]
+    history["setup_seconds"] = [float(timer.first_step_end - started)]
     return history
