@@ -1,8 +1,8 @@
 """automl_kit against AutoKeras, KerasTuner and a fixed CNN, at equal budgets: `python -m benchmarks.run`.
 
     python -m benchmarks.run --suite quick                      # digits + MNIST, 1 minute each: ~20 min
-    python -m benchmarks.run --suite full                       # four datasets, long budgets: hours
-    python -m benchmarks.run --suite full --budget-minutes 3    # the same, every budget 3 minutes
+    python -m benchmarks.run --suite full                       # four datasets, 1 to 3 minutes each: ~1 h
+    python -m benchmarks.run --suite full --budget-minutes 10   # the same, every budget 10 minutes: ~5 h
     python -m benchmarks.run --suite quick --datasets digits --systems baseline,random --budget-minutes 0.2
 
 Every system gets the same wall-clock budget per dataset, for its whole fit
@@ -55,7 +55,8 @@ AUTOKERAS_REQUIREMENTS = ["autokeras==3.0.0", "keras==3.12.0", "tensorflow==2.20
 SYSTEMS = ["enas", "random_ws", "random", "keras_tuner", "baseline", "autokeras"]
 SUITES = {  # dataset -> budget in minutes
     "quick": {"digits": 1, "mnist": 1},
-    "full": {"digits": 2, "mnist": 10, "fashion_mnist": 5, "cifar10": 10},
+    # About an hour on 2 CPU cores; longer budgets with --budget-minutes.
+    "full": {"digits": 1, "mnist": 3, "fashion_mnist": 1, "cifar10": 3},
 }
 COLUMNS = ["dataset", "system", "status", "test_accuracy", "fit_seconds", "budget_seconds", "evaluated", "params",
            "peak_rss_mb", "time_to_95", "reason"]
