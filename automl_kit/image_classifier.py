@@ -27,6 +27,7 @@ DEFAULT_EPOCHS = 10
 # stopping) and the final model train until their share of the budget ends.
 EPOCHS_UNTIL_DEADLINE = 1000
 OBJECTIVES = ("val_accuracy", "val_loss")
+MIXED_PRECISION_SETTINGS = (False, True, "mixed_float16", "mixed_bfloat16")
 
 
 def _fingerprint(*arrays):
@@ -93,8 +94,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         time_limit: seconds for the whole `fit`, search and final training
             together. With `"enas"` and `"random_ws"`, the supernet trains
             for the first 35%, the derivation ends by 40% and the
-            confirmation trials by 55%; the final training has the rest.
-            With `"random"`, the search stops early enough to leave the final
+            confirmation trials by 55%; the final training has the rest. When
+            less than a minute is left for confirmation, the best candidate
+            instead trains until the limit and is the final model, as two
+            models could not each pay their build and trace. With `"random"`, the search stops early enough to leave the final
             training the time the best trial suggests it needs, between a
             quarter and a half of the limit. The final training stops at the
             limit; when a retraining from scratch would not fit, it goes on
@@ -111,6 +114,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         max_consecutive_failed_trials: the search stops with an error listing
             the reasons once this many trials in a row failed (a diverging
             loss, running out of memory, an error while building).
+        mixed_precision: `False` (float32), `True`, `"mixed_float16"` or
+            `"mixed_bfloat16"`. Mixed precision computes in 16 bits with
+            float32 weights and a float32 output layer; `True` means float16
+            where a GPU is visible and bfloat16 otherwise (CPUs have no fast
+            float16 kernels). Under float16 the final model and the trials
+            scale their loss; the ENAS supernet computes in bfloat16 only.
 
     Attributes (after `fit`):
         model_: the final Keras model (probabilities out).
@@ -141,7 +150,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, max_trials=10, tuner="enas", search_space="micro", directory=None,
                  project_name="image_classifier", overwrite=False, seed=None, objective="val_accuracy",
                  max_model_size=None, time_limit=None, epochs=None, input_shape=None, class_weight=None,
-                 max_consecutive_failed_trials=3):
+                 max_consecutive_failed_trials=3, mixed_precision=False):
         self.max_trials = max_trials
         self.tuner = tuner
         self.search_space = search_space
@@ -156,6 +165,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.input_shape = input_shape
         self.class_weight = class_weight
         self.max_consecutive_failed_trials = max_consecutive_failed_trials
+        self.mixed_precision = mixed_precision
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -201,6 +211,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             self.
         """
         self._check_params()
+        training.grow_gpu_memory()
         budget = None if self.time_limit is None else TimeBudget(self.time_limit)
         started = time.monotonic()
         epochs = epochs if epochs is not None else self.epochs
@@ -237,6 +248,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 "validation_split": None if validation_data is not None else float(validation_split),
                 "input_shape": list(spec.input_shape),
                 "image_shape": None if spec.image_shape is None else list(spec.image_shape),
+                # Only when set, so projects from before this setting existed still resume.
+                **({"dtype_policy": data.dtype_policy} if data.dtype_policy else {}),
             },
         }
         with contextlib.ExitStack() as stack:
@@ -298,6 +311,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             x_train=x_train, y_train=y_train, w_train=w_train, x_val=x_val, y_val=y_val, w_val=w_val,
             input_spec=spec, num_classes=len(coder.classes_),
             mean=tuple(channels.mean(axis=0, dtype=np.float64)), variance=tuple(channels.var(axis=0, dtype=np.float64)),
+            dtype_policy=self._dtype_policy(),
         )
         fingerprint = {
             "data": _fingerprint(x, labels, weights),
@@ -327,12 +341,22 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         except TypeError as error:
             raise ValueError(f"Bad search_space settings {self.search_space!r}: {error}.") from None
 
+    def _dtype_policy(self):
+        """The Keras dtype policy `mixed_precision` asks for, or None for float32."""
+        if self.mixed_precision is True:
+            import tensorflow as tf
+
+            return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+        return self.mixed_precision or None
+
     def _tuner_for(self, spec):
         """Dense networks for tabular input are few and cheap: they are always searched from scratch."""
         return self.tuner if spec.is_image else "random"
 
     def _check_params(self):
         get_strategy(self.tuner)
+        if self.mixed_precision not in MIXED_PRECISION_SETTINGS:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION_SETTINGS}; got {self.mixed_precision!r}.")
         self._search_space_settings()
         if not isinstance(self.max_trials, (int, np.integer)) or self.max_trials < 1:
             raise ValueError(f"max_trials must be a positive int; got {self.max_trials!r}.")

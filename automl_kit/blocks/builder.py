@@ -33,7 +33,7 @@ from automl_kit.blocks.ops import LayerPool
 MODEL_NAME = "automl_kit_model"
 
 
-def build_model(architecture, input_spec, num_classes, mean, variance, name=MODEL_NAME):
+def build_model(architecture, input_spec, num_classes, mean, variance, name=MODEL_NAME, dtype_policy=None):
     """Returns an uncompiled `keras.Model` for `architecture`.
 
     Args:
@@ -44,19 +44,21 @@ def build_model(architecture, input_spec, num_classes, mean, variance, name=MODE
         num_classes: number of output probabilities.
         mean, variance: per-channel (per-feature for tabular input)
             statistics of the training data, baked into the model.
+        dtype_policy: None (float32) or a Keras mixed policy such as
+            `"mixed_float16"`; the output layer stays float32 either way.
     """
-    pool = LayerPool()
+    pool = LayerPool(dtype_policy)
     inputs = keras.Input(shape=tuple(int(d) for d in input_spec.input_shape),
                          name="image" if input_spec.is_image else "features")
     x = preprocess(inputs, input_spec, mean, variance, pool)
     if isinstance(architecture, DenseArchitecture):
-        x = _dense_body(architecture, x)
+        x = _dense_body(architecture, x, dtype_policy)
     else:
         x = body(architecture, x, FixedChoices(architecture.decisions(), pool), pool)
         x = pool(layers.ReLU, "head_relu")(x)
         x = pool(layers.GlobalAveragePooling2D, "head_pool")(x)
     if architecture.dropout > 0:
-        x = layers.Dropout(architecture.dropout, name="head_dropout")(x)
+        x = layers.Dropout(architecture.dropout, name="head_dropout", dtype=dtype_policy)(x)
     outputs = classifier(x, num_classes, pool)
     return keras.Model(inputs, outputs, name=name)
 
@@ -87,9 +89,9 @@ def classifier(x, num_classes, pool):
     return pool(layers.Dense, "probabilities", units=num_classes, activation="softmax", dtype="float32")(x)
 
 
-def _dense_body(architecture, x):
+def _dense_body(architecture, x, dtype_policy=None):
     # No batch normalisation here: tabular sets are often tiny, and moving
     # statistics from a handful of steps would be far from the data.
     for i, units in enumerate(architecture.units):
-        x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
+        x = layers.Dense(units, activation="relu", name=f"dense{i}", dtype=dtype_policy)(x)
     return x

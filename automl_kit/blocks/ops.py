@@ -55,14 +55,19 @@ class LayerPool:
     `training`, when not None, is passed to batch normalisation explicitly:
     the supernet recomputes ops in its backward pass, outside the Keras call
     that would otherwise tell the layers they are training.
+    `dtype_policy` (e.g. `"mixed_bfloat16"`) is every layer's dtype unless
+    the request names its own.
     """
 
-    def __init__(self):
+    def __init__(self, dtype_policy=None):
         self.layers = {}
         self.training = None
+        self.dtype_policy = dtype_policy
 
     def __call__(self, layer_class, name, **kwargs):
         if name not in self.layers:
+            if self.dtype_policy is not None:
+                kwargs.setdefault("dtype", self.dtype_policy)
             self.layers[name] = layer_class(name=name, **kwargs)
         return self.layers[name]
 

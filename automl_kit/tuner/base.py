@@ -35,9 +35,11 @@ class SearchData:
     variance: tuple
     w_train: np.ndarray = None
     w_val: np.ndarray = None
+    dtype_policy: str = None  # None (float32), "mixed_float16" or "mixed_bfloat16"
 
     def build(self, architecture):
-        return build_model(architecture, self.input_spec, self.num_classes, self.mean, self.variance)
+        return build_model(architecture, self.input_spec, self.num_classes, self.mean, self.variance,
+                           dtype_policy=self.dtype_policy)
 
     def count_params(self, architecture):
         """Parameters of `architecture`'s model, built and released again."""

@@ -45,6 +45,9 @@ MIN_CONFIRM_SECONDS = 60
 # Shares of a time budget: the supernet trains until 35%, derivation ends by
 # 40%, confirmation trials by 55%; the final training gets the rest.
 SUPERNET_SHARE, DERIVE_SHARE, CONFIRM_SHARE = 0.35, 0.40, 0.55
+# Kept free at the end of a budget too small for a final training: the last
+# validation pass and saving the model.
+FINAL_SAVE_SHARE = 0.05
 
 
 class SharedWeightSearch(SearchStrategy):
@@ -67,7 +70,8 @@ class SharedWeightSearch(SearchStrategy):
         state = self.project.state.get("shared_weights", {})
         if "candidates" not in state:
             keras.utils.set_random_seed(self.seed)
-            supernet = Supernet(self.search_space, data.input_spec, data.num_classes, data.mean, data.variance)
+            supernet = Supernet(self.search_space, data.input_spec, data.num_classes, data.mean, data.variance,
+                                dtype_policy=data.dtype_policy)
             controller = self._make_controller() if self.learns_policy else None
             state = self._restore(state, supernet, controller, progress)
             deadline = None if budget is None else budget.start + SUPERNET_SHARE * budget.seconds
@@ -192,7 +196,14 @@ class SharedWeightSearch(SearchStrategy):
             # A trial needs time to build, trace and learn something: confirm
             # only as many candidates as get MIN_CONFIRM_SECONDS each.
             affordable = int(max(end - time.monotonic(), 0.0) // MIN_CONFIRM_SECONDS) + len(trials)
-            if affordable < total:
+            if affordable < 1:
+                # Too little time for a confirmation trial and a final training to each build and
+                # trace a model: the best candidate trains until near the limit, and, with no time
+                # left for a retraining, the facade keeps it as the final model.
+                end = budget.end - FINAL_SAVE_SHARE * budget.seconds
+                progress.line("The time budget leaves no room for a separate final training: the best "
+                              "candidate trains until the time limit and becomes the final model.")
+            elif affordable < total:
                 progress.line(f"The time budget leaves room to confirm {max(affordable, 1)} of {total} candidate(s).")
             total = max(1, min(total, affordable))
         with progress.bar("Confirmation trials", total=total, unit="trial", initial=len(trials)) as bar:

@@ -40,16 +40,20 @@ class Supernet(keras.Model):
         space: a `MicroSearchSpace` or `MacroSearchSpace`.
         input_spec, num_classes, mean, variance: as for `build_model`.
         learning_rate: of the Adam optimizer of the shared weights.
+        dtype_policy: `"mixed_bfloat16"` computes in bfloat16. Under
+            `"mixed_float16"` the supernet stays float32: float16 gradients
+            need loss scaling, which its in-backward update does not do.
     """
 
-    def __init__(self, space, input_spec, num_classes, mean, variance, learning_rate=LEARNING_RATE):
+    def __init__(self, space, input_spec, num_classes, mean, variance, learning_rate=LEARNING_RATE,
+                 dtype_policy=None):
         super().__init__(name="supernet")
         self.space = space
         self.sample_spec = input_spec
         self._template = space.smallest()  # the body reads only its shape: stages, cells, filters
         self._normalisation = (list(mean), list(variance))
         self._num_classes = num_classes
-        self.pool = LayerPool()
+        self.pool = LayerPool(dtype_policy if dtype_policy == "mixed_bfloat16" else None)
         # One eager pass through every branch creates all the layers, so no
         # variable is ever created inside a traced switch_case.
         sample = np.zeros((2, *input_spec.input_shape), np.float32)

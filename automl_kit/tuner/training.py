@@ -15,6 +15,21 @@ EARLY_STOPPING_PATIENCE = 3
 MIN_STEPS_PER_EPOCH = 20
 
 
+def grow_gpu_memory():
+    """Lets TensorFlow take GPU memory as it needs it, not all at once, so other processes keep theirs.
+
+    Only possible before TensorFlow first uses the GPU; after that (another
+    model already ran in this process) the setting stays as it was.
+    """
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # the GPU is already initialised
+            pass
+
+
 class TrainingFailed(RuntimeError):
     """A model could not be trained to a usable state (e.g. its loss diverged)."""
 
@@ -110,12 +125,16 @@ def tensorboard_log_dir(callbacks):
 
 
 def compile_for_classification(model, decay_steps=None):
-    """Adam at LEARNING_RATE; with `decay_steps`, the rate follows a cosine down to 1% of it."""
+    """Adam at LEARNING_RATE (loss-scaled under float16); with `decay_steps`, the rate follows a cosine down to 1% of it."""
     learning_rate = LEARNING_RATE
     if decay_steps:
         learning_rate = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, int(decay_steps), alpha=0.01)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
+        # float16 gradients underflow without a (dynamic) loss scale.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
