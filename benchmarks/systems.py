@@ -141,7 +141,7 @@ def cnn_hypermodel(input_shape, num_classes, x_train):
                 x = conv(filters * 2 ** stage, kernel, padding="same", use_bias=False)(x)
                 x = keras.layers.BatchNormalization()(x)
                 x = keras.layers.ReLU()(x)
-            x = pool(padding="same")(x)
+            x = pool(pool_size=2, padding="same")(x)
         x = keras.layers.GlobalAveragePooling2D()(x)
         units = hp.Choice("dense_units", [0, 64, 128])
         if units:
