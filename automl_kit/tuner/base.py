@@ -76,9 +76,11 @@ def release_memory():
     """Frees what a finished model held: Keras's graph state, Python's reference cycles, and
     the heap pages glibc would otherwise keep mapped (where glibc's `malloc_trim` exists).
 
-    Measured (benchmarks/results/search_memory.md): memory still grows about
-    93 MB per trial with or without the trim, as in the upstream reports of
-    `Model.fit` in a loop; the trim only lowers the level a little.
+    Measured (benchmarks/results/search_memory.md): memory grew about 93 MB
+    per trial with or without the trim, and 58 MB once the optimizers were
+    built eagerly (see `training.compile_for_classification`); the rest is
+    what TensorFlow keeps of each traced `Model.fit`, as in the upstream
+    reports of fitting in a loop. The trim only lowers the level a little.
     """
     keras.backend.clear_session()
     gc.collect()  # models and traced functions sit in reference cycles

@@ -46,7 +46,8 @@ class RandomSearch(SearchStrategy):
                 deadline = None if budget is None else budget.search_deadline(self.best_trial(trials), data.growth)
                 # A trial started with less time than any trial has needed for its setup and one
                 # epoch would be cut before it learns anything: its time goes to the final model instead.
-                if deadline is not None and time.monotonic() + shortest_trial_seconds(trials) >= deadline:
+                # The first trial always runs: without one there is no model at all.
+                if trials and deadline is not None and time.monotonic() + shortest_trial_seconds(trials) >= deadline:
                     progress.line(f"Time budget for the search reached after {index} trial(s).")
                     break
                 trial_id = f"{index:04d}"
