@@ -14,7 +14,6 @@ Made for `benchmarks/gpu_check.sh`; it runs on a CPU too.
 import argparse
 import time
 
-
 from benchmarks.search_at_budget import DEFAULT_DATA_DIR, load
 
 
