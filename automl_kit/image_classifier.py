@@ -97,7 +97,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             confirmation trials by 55%; the final training has the rest. When
             less than a minute is left for confirmation, the best candidate
             instead trains until the limit and is the final model, as two
-            models could not each pay their build and trace. With `"random"`, the search stops early enough to leave the final
+            models could not each pay their build and trace. With
+            `"random"`, the search stops early enough to leave the final
             training the time the best trial suggests it needs, between a
             quarter and a half of the limit. The final training stops at the
             limit; when a retraining from scratch would not fit, it goes on

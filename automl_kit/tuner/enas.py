@@ -204,7 +204,7 @@ class SharedWeightSearch(SearchStrategy):
                 progress.line("The time budget leaves no room for a separate final training: the best "
                               "candidate trains until the time limit and becomes the final model.")
             elif affordable < total:
-                progress.line(f"The time budget leaves room to confirm {max(affordable, 1)} of {total} candidate(s).")
+                progress.line(f"The time budget leaves room to confirm {affordable} of {total} candidate(s).")
             total = max(1, min(total, affordable))
         with progress.bar("Confirmation trials", total=total, unit="trial", initial=len(trials)) as bar:
             for index in range(len(trials), total):
