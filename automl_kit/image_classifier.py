@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -18,7 +19,8 @@ from automl_kit import export, report
 from automl_kit.blocks.search_space import SEARCH_SPACES, DenseSearchSpace, MacroSearchSpace, MicroSearchSpace
 from automl_kit.data import InputSpec, LabelCoder, to_array, validation_split_indices
 from automl_kit.tuner import Project, SearchData, get_strategy
-from automl_kit.tuner import training
+from automl_kit.tuner import distribute, training
+from automl_kit.tuner.base import release_memory
 from automl_kit.tuner.budget import TimeBudget
 from automl_kit.tuner.progress import EpochProgress, Progress
 
@@ -28,6 +30,7 @@ DEFAULT_EPOCHS = 10
 EPOCHS_UNTIL_DEADLINE = 1000
 OBJECTIVES = ("val_accuracy", "val_loss")
 MIXED_PRECISION_SETTINGS = (False, True, "mixed_float16", "mixed_bfloat16")
+JIT_COMPILE_SETTINGS = ("auto", True, False)
 
 
 def _fingerprint(*arrays):
@@ -121,6 +124,23 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             where a GPU is visible and bfloat16 otherwise (CPUs have no fast
             float16 kernels). Under float16 the final model and the trials
             scale their loss; the ENAS supernet computes in bfloat16 only.
+        distribution_strategy: a `tf.distribute.Strategy` (e.g.
+            `tf.distribute.MirroredStrategy()` for the GPUs of one machine,
+            `tf.distribute.MultiWorkerMirroredStrategy()` for several
+            machines configured by `TF_CONFIG`), or None for TensorFlow's
+            default. The supernet, its reward evaluation, the trials and the
+            final training run on it; `batch_size` is the global batch,
+            split across the replicas. With several workers, every worker
+            runs the same `fit` and only the chief writes the project and
+            exports; a `directory` they all see lets them resume, and
+            `time_limit` and `fit`'s `callbacks` are refused (each worker's
+            clock would stop it at another step, and Keras's `Model.fit`,
+            which runs callbacks, does not run on several workers).
+        jit_compile: XLA for the trials and the final model, as Keras's
+            `Model.compile` takes it: `"auto"` (the default: on a GPU,
+            without a distribution strategy), True or False. The supernet
+            is never compiled with XLA: on 2 CPU cores its compilation had
+            not finished after 4 minutes.
 
     Attributes (after `fit`):
         model_: the final Keras model (probabilities out).
@@ -151,7 +171,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, max_trials=10, tuner="enas", search_space="micro", directory=None,
                  project_name="image_classifier", overwrite=False, seed=None, objective="val_accuracy",
                  max_model_size=None, time_limit=None, epochs=None, input_shape=None, class_weight=None,
-                 max_consecutive_failed_trials=3, mixed_precision=False):
+                 max_consecutive_failed_trials=3, mixed_precision=False, distribution_strategy=None,
+                 jit_compile="auto"):
         self.max_trials = max_trials
         self.tuner = tuner
         self.search_space = search_space
@@ -167,6 +188,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.max_consecutive_failed_trials = max_consecutive_failed_trials
         self.mixed_precision = mixed_precision
+        self.distribution_strategy = distribution_strategy
+        self.jit_compile = jit_compile
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -192,7 +215,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             epochs: most epochs per trial; overrides the `epochs` parameter.
                 Early stopping ends most trials sooner, and the final model
                 trains for the best trial's best epoch count.
-            batch_size: samples per training step.
+            batch_size: samples per training step (the global batch, split
+                across the replicas of `distribution_strategy`). A trial or
+                the final training that runs out of device memory starts
+                again at half the batch size.
             validation_split: share of (x, y) held out, stratified and
                 shuffled with `seed`, to score trials. Ignored with
                 `validation_data`.
@@ -213,6 +239,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         training.grow_gpu_memory()
+        strategy = self._strategy()
+        workers, chief = distribute.workers(strategy)
         budget = None if self.time_limit is None else TimeBudget(self.time_limit)
         started = time.monotonic()
         epochs = epochs if epochs is not None else self.epochs
@@ -224,12 +252,24 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             epochs = DEFAULT_EPOCHS if budget is None else EPOCHS_UNTIL_DEADLINE
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+        if batch_size < strategy.num_replicas_in_sync:
+            raise ValueError(f"batch_size={batch_size} is smaller than the {strategy.num_replicas_in_sync} replicas of "
+                             "distribution_strategy: every replica needs a share of each batch. Raise batch_size.")
+        if workers > 1 and self.time_limit is not None:
+            raise ValueError(
+                f"time_limit is not supported with {workers} workers: each worker's own clock would end training "
+                "at a different step, and the workers must take the same steps. Pass time_limit=None and bound "
+                "the search with max_trials and epochs.")
         callbacks = list(callbacks or [])
+        if workers > 1 and callbacks:
+            raise ValueError(f"callbacks are not supported with {workers} workers: Keras's Model.fit, which calls them, "
+                             "does not run under MultiWorkerMirroredStrategy, so the search trains in a loop of its "
+                             "own there. Pass callbacks=None.")
         if training.tensorboard_log_dir(callbacks) is not None and importlib.util.find_spec("tensorboard") is None:
             raise ImportError("A keras.callbacks.TensorBoard callback needs the tensorboard package: "
                               "pip install tensorboard (or 'automl_kit[tensorboard]').")
 
-        data, coder, data_fingerprint = self._adapt(x, y, sample_weight, validation_split, validation_data)
+        data, coder, data_fingerprint = self._adapt(x, y, sample_weight, validation_split, validation_data, strategy)
         spec = data.input_spec
         space = self._make_search_space(spec)
         if self.max_model_size is not None:
@@ -258,16 +298,24 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             if folder is None:
                 folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="automl_kit_"))
             project = Project(os.path.join(folder, self.project_name))
-            with project.locked():
+            if chief:
+                stack.enter_context(project.locked())
                 project.start(fingerprint, overwrite=self.overwrite)
-                progress = Progress(verbose, deadline=None if budget is None else budget.end,
-                                    log_dir=training.tensorboard_log_dir(callbacks),
-                                    epochs_until_deadline=epochs_until_deadline)
-                try:
-                    self._search_and_train(project, data, space, epochs, batch_size, callbacks, budget, progress)
-                finally:
-                    progress.close()
+            if workers > 1:
+                distribute.broadcast(strategy, 0)  # a barrier: the chief's project is ready to read
+            if not chief:
+                project = self._worker_copy(project, stack)
+                stack.enter_context(project.locked())
+                project.start(fingerprint)
+            progress = Progress(verbose if chief else 0, deadline=None if budget is None else budget.end,
+                                log_dir=training.tensorboard_log_dir(callbacks) if chief else None,
+                                epochs_until_deadline=epochs_until_deadline)
+            try:
+                self._search_and_train(project, data, space, epochs, batch_size, callbacks, budget, progress)
+            finally:
+                progress.close()
 
+        self._writes_files = chief
         self.label_coder_ = coder
         self.classes_ = coder.classes_
         self.input_spec_ = spec
@@ -281,7 +329,26 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 "for a budget this small.", UserWarning, stacklevel=2)
         return self
 
-    def _adapt(self, x, y, sample_weight, validation_split, validation_data):
+    @staticmethod
+    def _worker_copy(project, stack):
+        """A private copy of the chief's project for a worker that is not the chief.
+
+        The worker reads where the search stands from it (so it resumes where
+        the chief does, when `directory` is on a filesystem both see) and
+        writes only to it; the copy is deleted after `fit`.
+        """
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="automl_kit_worker_"))
+        copy = Project(os.path.join(scratch, os.path.basename(project.path)))
+        if os.path.isdir(project.path):
+            shutil.copytree(project.path, copy.path, ignore=shutil.ignore_patterns(os.path.basename(project.lock_path)))
+        return copy
+
+    def _strategy(self):
+        import tensorflow as tf
+
+        return self.distribution_strategy or tf.distribute.get_strategy()
+
+    def _adapt(self, x, y, sample_weight, validation_split, validation_data, strategy=None):
         """Checks and converts the user's data; returns (SearchData, LabelCoder, data fingerprint)."""
         validate_data(self, X=x, y=y, reset=True, skip_check_array=True, ensure_2d=False)  # feature names
         x = to_array(x, name="x")
@@ -312,7 +379,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             x_train=x_train, y_train=y_train, w_train=w_train, x_val=x_val, y_val=y_val, w_val=w_val,
             input_spec=spec, num_classes=len(coder.classes_),
             mean=tuple(channels.mean(axis=0, dtype=np.float64)), variance=tuple(channels.var(axis=0, dtype=np.float64)),
-            dtype_policy=self._dtype_policy(),
+            dtype_policy=self._dtype_policy(), strategy=strategy, jit_compile=self.jit_compile,
         )
         fingerprint = {
             "data": _fingerprint(x, labels, weights),
@@ -356,6 +423,14 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_params(self):
         get_strategy(self.tuner)
+        if self.distribution_strategy is not None:
+            import tensorflow as tf
+
+            if not isinstance(self.distribution_strategy, tf.distribute.Strategy):
+                raise TypeError("distribution_strategy must be a tf.distribute.Strategy, such as "
+                                f"tf.distribute.MirroredStrategy(), or None; got {self.distribution_strategy!r}.")
+        if not any(self.jit_compile is v for v in JIT_COMPILE_SETTINGS) and self.jit_compile != "auto":
+            raise ValueError(f"jit_compile must be one of {JIT_COMPILE_SETTINGS}; got {self.jit_compile!r}.")
         if self.mixed_precision not in MIXED_PRECISION_SETTINGS:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION_SETTINGS}; got {self.mixed_precision!r}.")
         self._search_space_settings()
@@ -494,13 +569,27 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         weights = None
         if data.w_train is not None:
             weights = np.concatenate([data.w_train, data.w_val if data.w_val is not None else np.ones(len(data.y_val))])
-        with progress.bar("Final training", total=epochs, unit="epoch") as bar:
-            training.train(
-                model, np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]),
-                sample_weight=weights, epochs=epochs, batch_size=batch_size, deadline=deadline,
-                callbacks=[EpochProgress(progress, bar), *training.for_run(callbacks, "final")],
-                verbose=2 if progress.verbose >= 2 else 0, decay=decay,
-            )
+        x, y = np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val])
+        start_weights = [np.asarray(w) for w in model.get_weights()]
+
+        def train_at(size):
+            if size != batch_size:  # after running out of memory: a fresh model, as it started
+                release_memory()
+                model = data.build(best.architecture)
+                model.set_weights(start_weights)
+                progress.line(f"Out of device memory: the final training starts again at batch size {size}.")
+            else:
+                model = first_model
+            with progress.bar("Final training", total=epochs, unit="epoch") as bar:
+                training.train(
+                    model, x, y, sample_weight=weights, epochs=epochs, batch_size=size, deadline=deadline,
+                    callbacks=[EpochProgress(progress, bar), *training.for_run(callbacks, "final")],
+                    verbose=2 if progress.verbose >= 2 else 0, decay=decay, jit_compile=data.jit_compile,
+                )
+            return model
+
+        first_model = model
+        model, _ = training.halving_batch_on_oom(train_at, min(batch_size, best.batch_size or batch_size))
         return model
 
     # -------------------------------------------------------------- report --
@@ -569,7 +658,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         returns `{"probabilities": (N, K), "label": (N,)}`: the labels are
         the user's own (strings come back as bytes). Saved as `.keras` it loads
         with plain `keras.models.load_model(path)`, without automl_kit or
-        `custom_objects`, in safe mode.
+        `custom_objects`, in safe mode. After a `fit` on several workers,
+        only the chief writes `path`.
 
         Args:
             path: where to write the model; `None` writes nothing.
@@ -584,13 +674,16 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         if path is None and format != "keras":
             raise ValueError(f"Exporting as {format!r} needs a path to write to.")
         model = export.with_labels(self.model_, self.classes_, one_hot=self.label_coder_.one_hot_)
-        if path is not None:
+        if path is not None and getattr(self, "_writes_files", True):  # under several workers, the chief alone
             export.save(model, path, format)
         return model
 
     # -------------------------------------------------------------- pickle --
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns the live __dict__
+        # A strategy holds devices and a cluster of this process only; an unpickled
+        # classifier uses TensorFlow's default strategy until given another.
+        state["distribution_strategy"] = None
         if "model_" in state:
             # The model travels as the bytes of its .keras file: no Keras object is pickled.
             state["model_"] = _model_to_bytes(state["model_"])

@@ -45,9 +45,12 @@ class TensorChoices:
 
     `pool` is the supernet's LayerPool and `training` the mode of the call,
     which the ops recomputed in the backward pass must share.
-    `update_path(variables, gradients)` applies the optimizer to the
-    variables of a chosen op; it is called in the backward pass (see
-    `pick_op`), so only a train step may differentiate through these choices.
+    `update_path(variables, gradients)`, when given, applies the optimizer to
+    the variables of a chosen op in the backward pass itself (see
+    `pick_op`). Without it, the backward pass returns those gradients, and
+    `sites` lists each op choice as (chosen index, each candidate op's
+    variables), for a train step that must all-reduce the gradients across
+    replicas before it updates the chosen ops.
     """
 
     def __init__(self, vector, keys, pool, training, update_path=None):
@@ -56,6 +59,7 @@ class TensorChoices:
         self.pool = pool
         self.training = training
         self.update_path = update_path
+        self.sites = []
 
     def value(self, key):
         return self.vector[self.position[key]]
@@ -69,41 +73,55 @@ class TensorChoices:
         Plain `tf.switch_case` gradients make every branch export the
         intermediate tensors of every other branch, filled with zeros: the
         step then costs several times the child's. Recomputing the one chosen
-        op instead costs one more forward of that op. That branch also
-        updates the op's own variables with their gradients (`update_path`),
+        op instead costs one more forward of that op. With `update_path`,
+        that branch also updates the op's own variables with their gradients,
         so the step neither fills nor applies zero gradients for the other
         ops' variables: only the child's path trains. (In training mode the
         recomputation also updates the op's moving batch-norm statistics a
         second time; the supernet's rewards use batch statistics.)
+
+        Without `update_path` the branch returns the op's gradients instead,
+        and zeros for the other candidates' variables. That is slower on a
+        CPU (measured: about twice the step time) but leaves the update to the
+        caller: a replica must all-reduce gradients before it applies them,
+        which `tf.distribute` cannot do inside a branch.
         """
         index = self.value(key)
+        site = [()] * len(ops)  # each candidate op's variables, filled in as the backward pass is traced
+        self.sites.append((index, site))
 
         @tf.custom_gradient
         def chosen(x):
             def backward(dy, variables=None):
-                if self.update_path is None:
-                    raise NotImplementedError("The supernet is differentiated only in its train step, "
-                                              "which updates each chosen op's variables itself.")
+                variables = list(variables or [])
 
-                def branch(op):
+                def branch(j, op):
                     def gradient():
                         with tf.GradientTape() as tape:
                             tape.watch(x)
                             y = op(x)
                         own = list(tape.watched_variables())
+                        site[j] = own
                         grads = tape.gradient(y, [x, *own], output_gradients=dy,
                                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                        if own:
-                            self.update_path(own, grads[1:])
-                        return grads[0]
+                        if self.update_path is not None:
+                            if own:
+                                self.update_path(own, grads[1:])
+                            return grads[0]
+                        by_variable = {v.ref(): g for v, g in zip(own, grads[1:])}
+                        return grads[0], [by_variable[v.ref()] if v.ref() in by_variable else tf.zeros_like(v)
+                                          for v in variables]
                     return gradient
 
                 outer, self.pool.training = self.pool.training, self.training
                 try:
-                    dx = tf.switch_case(index, [branch(op) for op in ops])
+                    result = tf.switch_case(index, [branch(j, op) for j, op in enumerate(ops)])
                 finally:
                     self.pool.training = outer
-                return dx, [None] * len(variables or [])
+                if self.update_path is not None:
+                    return result, [None] * len(variables)
+                dx, variable_grads = result
+                return dx, list(variable_grads)
 
             return tf.switch_case(index, [(lambda op=op: op(x)) for op in ops]), backward
 

@@ -10,6 +10,7 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from automl_kit.blocks.builder import build_model
 from automl_kit.tuner import training
@@ -23,6 +24,7 @@ class SearchData:
 
     Samples are shaped as `input_spec.input_shape`, labels are 0..K-1, and the
     weights (None when neither sample_weight nor class_weight was given) fold in `class_weight`.
+    Models are built in `strategy`'s scope and compiled with `jit_compile`.
     """
 
     x_train: np.ndarray
@@ -36,14 +38,20 @@ class SearchData:
     w_train: np.ndarray = None
     w_val: np.ndarray = None
     dtype_policy: str = None  # None (float32), "mixed_float16" or "mixed_bfloat16"
+    strategy: object = None  # a tf.distribute.Strategy; None is TensorFlow's default
+    jit_compile: object = "auto"  # as Keras's Model.compile takes it
 
     def build(self, architecture):
+        with (self.strategy or tf.distribute.get_strategy()).scope():
+            return self._build_model(architecture)
+
+    def _build_model(self, architecture):
         return build_model(architecture, self.input_spec, self.num_classes, self.mean, self.variance,
                            dtype_policy=self.dtype_policy)
 
     def count_params(self, architecture):
         """Parameters of `architecture`'s model, built and released again."""
-        params = int(self.build(architecture).count_params())
+        params = int(self._build_model(architecture).count_params())
         keras.backend.clear_session()  # not release_memory: this runs for every re-drawn proposal
         return params
 
@@ -167,22 +175,31 @@ class SearchStrategy(abc.ABC):
                     seed, verbose=0, previous_trials=()):
         """Builds `architecture` from scratch, trains it with early stopping, returns its Trial.
 
+        When the device runs out of memory, the trial starts again at half
+        the batch size, down to 1; the batch size it trained at is recorded.
         The weights of its best epoch are kept on disk while it is among the
         `KEEP_WEIGHTS` best of `previous_trials` and itself.
         """
         started = time.monotonic()
         trial = Trial(trial_id=trial_id, architecture=architecture, status=FAILED, started_at=_now())
         model = None
-        try:
+
+        def train_at(size):
+            nonlocal model
+            model = None
+            release_memory()
             keras.utils.set_random_seed(seed)
             model = data.build(architecture)
             trial.params = int(model.count_params())
-            history = training.train(
+            return training.train(
                 model, data.x_train, data.y_train, sample_weight=data.w_train,
                 validation_data=data.validation_data, objective=self.objective,
-                epochs=epochs, batch_size=batch_size, callbacks=training.for_run(callbacks, f"trial_{trial_id}"),
-                deadline=deadline, verbose=2 if verbose >= 2 else 0, started=started,
+                epochs=epochs, batch_size=size, callbacks=training.for_run(callbacks, f"trial_{trial_id}"),
+                deadline=deadline, verbose=2 if verbose >= 2 else 0, started=started, jit_compile=data.jit_compile,
             )
+
+        try:
+            history, trial.batch_size = training.halving_batch_on_oom(train_at, batch_size)
             trial.history = history
             trial.epochs_run = len(history["loss"])
             trial.score, trial.best_epoch = training.best_epoch(history, self.objective)

@@ -71,7 +71,7 @@ class SharedWeightSearch(SearchStrategy):
         if "candidates" not in state:
             keras.utils.set_random_seed(self.seed)
             supernet = Supernet(self.search_space, data.input_spec, data.num_classes, data.mean, data.variance,
-                                dtype_policy=data.dtype_policy)
+                                dtype_policy=data.dtype_policy, strategy=data.strategy)
             controller = self._make_controller() if self.learns_policy else None
             state = self._restore(state, supernet, controller, progress)
             deadline = None if budget is None else budget.start + SUPERNET_SHARE * budget.seconds
@@ -112,14 +112,16 @@ class SharedWeightSearch(SearchStrategy):
                 order = rng.permutation(n_train)
                 losses = []
                 for step in range(steps):
-                    batch = order[(step * batch_size) % n_train:][:batch_size]
+                    # Always a full batch, wrapping around: every replica gets its share.
+                    batch = order[np.arange(step * batch_size, (step + 1) * batch_size) % n_train]
                     decisions, _ = self._sample(None if warmup else controller, rng)
                     losses.append(supernet.train_step(data.x_train[batch], data.y_train[batch], weights[batch], decisions))
                     if deadline is not None and time.monotonic() >= deadline:
                         break
                 if not np.isfinite(np.mean(losses)):
                     raise FloatingPointError("the supernet's training loss became NaN or infinite.")
-                record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "shared_steps": len(losses)}
+                record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "shared_steps": len(losses),
+                          "replicas": supernet.strategy.num_replicas_in_sync}
                 record.update(self._controller_epoch(supernet, controller, data, rng, warmup))
                 record["seconds"] = time.monotonic() - started
                 state = dict(state, epochs_done=epoch + 1, history=[*state.get("history", []), record])
@@ -151,7 +153,8 @@ class SharedWeightSearch(SearchStrategy):
         rng = np.random.default_rng([self.seed, 1_000_000])
         count = min(SCORING_SAMPLES, len(data.x_val))
         scoring = rng.choice(len(data.x_val), count, replace=False)
-        x_val, y_val = data.x_val[scoring], data.y_val[scoring]
+        # Batches of at most 256, of near-equal sizes, so none is too small to split over replicas.
+        batches = np.array_split(scoring, math.ceil(count / 256))
         scored = {}
         started = time.monotonic()
         with progress.bar("Scoring architectures", total=DERIVE_SAMPLES, unit="arch") as bar:
@@ -163,10 +166,8 @@ class SharedWeightSearch(SearchStrategy):
                 key = tuple(decisions)
                 if key in scored:
                     continue
-                accuracies = [supernet.accuracy(x_val[i:i + 256], y_val[i:i + 256], decisions)
-                              for i in range(0, count, 256)]
-                sizes = [len(y_val[i:i + 256]) for i in range(0, count, 256)]
-                scored[key] = float(np.average(accuracies, weights=sizes))
+                accuracies = [supernet.accuracy(data.x_val[b], data.y_val[b], decisions) for b in batches]
+                scored[key] = float(np.average(accuracies, weights=[len(b) for b in batches]))
                 progress.status(bar, best=max(scored.values()))
         ranked = sorted(scored.items(), key=lambda item: -item[1])
         candidates = []

@@ -30,6 +30,7 @@ from keras import layers
 from automl_kit.blocks.builder import body, classifier, preprocess
 from automl_kit.blocks.network import AllChoices, TensorChoices
 from automl_kit.blocks.ops import LayerPool
+from automl_kit.tuner.distribute import from_first_replica, split_batch
 from automl_kit.tuner.training import LEARNING_RATE
 
 
@@ -43,31 +44,47 @@ class Supernet(keras.Model):
         dtype_policy: `"mixed_bfloat16"` computes in bfloat16. Under
             `"mixed_float16"` the supernet stays float32: float16 gradients
             need loss scaling, which its in-backward update does not do.
+        strategy: a `tf.distribute.Strategy` (default: the current one).
+            Its replicas each take a share of every batch; the architecture
+            of a step is the first replica's, and the gradients are
+            all-reduced before the chosen path is updated.
     """
 
     def __init__(self, space, input_spec, num_classes, mean, variance, learning_rate=LEARNING_RATE,
-                 dtype_policy=None):
+                 dtype_policy=None, strategy=None):
         super().__init__(name="supernet")
         self.space = space
         self.sample_spec = input_spec
         self._template = space.smallest()  # the body reads only its shape: stages, cells, filters
         self._normalisation = (list(mean), list(variance))
         self._num_classes = num_classes
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.pool = LayerPool(dtype_policy if dtype_policy == "mixed_bfloat16" else None)
-        # One eager pass through every branch creates all the layers, so no
-        # variable is ever created inside a traced switch_case.
-        sample = np.zeros((2, *input_spec.input_shape), np.float32)
-        self._forward(tf.constant(sample), AllChoices())
-        self.candidate_layers = list(self.pool.layers.values())
-        self.built = True
-        self.shared_optimizer = FusedAdam(self.trainable_variables, learning_rate)
+        with self.strategy.scope():
+            # One eager pass through every branch creates all the layers, so no
+            # variable is ever created inside a traced switch_case.
+            sample = np.zeros((2, *input_spec.input_shape), np.float32)
+            self._forward(tf.constant(sample), AllChoices())
+            self.candidate_layers = list(self.pool.layers.values())  # Keras tracks their weights through it
+            self.built = True
+            self.shared_optimizer = FusedAdam(self.trainable_variables, learning_rate)
         self.traces = 0
         image = tf.TensorSpec((None, *input_spec.input_shape), tf.float32)
         labels = tf.TensorSpec((None,), tf.int32)
         arch = tf.TensorSpec((len(space.decision_keys),), tf.int32)
-        self._train_step = tf.function(
-            self._train_step_fn, input_signature=[image, labels, tf.TensorSpec((None,), tf.float32), arch])
-        self._accuracy = tf.function(self._accuracy_fn, input_signature=[image, labels, arch])
+        replicated = self.strategy.num_replicas_in_sync > 1
+        if replicated:  # the signature of a replica's shard is not known before it is split
+            self._train_step = tf.function(self._distributed(self._train_step_fn, "sum"), reduce_retracing=True)
+            self._accuracy = tf.function(self._distributed(self._correct_fn, "sum"), reduce_retracing=True)
+        else:
+            self._train_step = tf.function(
+                self._train_step_fn, input_signature=[image, labels, tf.TensorSpec((None,), tf.float32), arch])
+            self._accuracy = tf.function(self._correct_fn, input_signature=[image, labels, arch])
+
+    def _distributed(self, replica_fn, reduction):
+        def run(*args):
+            return self.strategy.reduce(reduction, self.strategy.run(replica_fn, args=args), axis=None)
+        return run
 
     def _forward(self, images, choices):
         mean, variance = self._normalisation
@@ -83,49 +100,79 @@ class Supernet(keras.Model):
         images, arch = inputs
         return self._run(images, arch, bool(training))
 
-    def _run(self, images, arch, training, update_path=None):
+    def _run(self, images, arch, training, update_path=None, sites=None):
         arch = tf.convert_to_tensor(arch, tf.int32)
         outer, self.pool.training = self.pool.training, training
         try:
             choices = TensorChoices(arch, self.space.decision_keys, self.pool, training, update_path)
-            return self._forward(images, choices)
+            output = self._forward(images, choices)
         finally:
             self.pool.training = outer
+        if sites is not None:
+            sites.extend(choices.sites)
+        return output
 
     def _train_step_fn(self, x, y, weights, arch):
-        self.traces += 1  # runs only while tracing
+        """One replica's share of a step; `weights` are normalised over the global batch."""
+        self.traces += 1  # runs only while tracing (once per replica under a strategy)
         optimizer = self.shared_optimizer
         step = optimizer.next_step()
+        context = tf.distribute.get_replica_context()
+        replicated = context is not None and context.num_replicas_in_sync > 1
+        arch = from_first_replica(arch)
 
         def update_path(variables, gradients):
             optimizer.update(variables, gradients, step)
 
+        sites = []
         with tf.GradientTape() as tape:
-            probabilities = self._run(x, arch, True, update_path)
+            probabilities = self._run(x, arch, True, None if replicated else update_path, sites)
             losses = keras.losses.sparse_categorical_crossentropy(y, probabilities)
-            loss = tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1e-12)
-        # The chosen ops' variables were updated during the backward pass; their
-        # gradients here are None. The rest (stem, cell inputs, head) update now.
-        gradients = tape.gradient(loss, self.trainable_variables)
-        pairs = [(v.value, g) for v, g in zip(self.trainable_variables, gradients) if g is not None]
-        optimizer.update([v for v, _ in pairs], [g for _, g in pairs], step)
+            loss = tf.reduce_sum(losses * weights)
+        variables = [v.value for v in self.trainable_variables]
+        gradients = tape.gradient(loss, variables)
+        if replicated:
+            present = [i for i, g in enumerate(gradients) if g is not None]
+            reduced = context.all_reduce("sum", [gradients[i] for i in present])
+            gradients = list(gradients)
+            for i, g in zip(present, reduced):
+                gradients[i] = g
+        gradient_of = {v.ref(): g for v, g in zip(variables, gradients)}
+        # Alone, the chosen ops' variables were updated in the backward pass, so
+        # their gradients here are None. Replicated, they come out of it, all-reduced
+        # above, and the chosen op's variables of each site are updated now.
+        on_sites = {v.ref() for _, site in sites for own in site for v in own}
+        always = [v for v in variables if v.ref() not in on_sites and gradient_of[v.ref()] is not None]
+        optimizer.update(always, [gradient_of[v.ref()] for v in always], step)
+        if replicated:
+            for index, site in sites:
+                tf.switch_case(index, [self._path_update(own, gradient_of, step) for own in site])
         optimizer.finish_step()
         return loss
 
-    def _accuracy_fn(self, x, y, arch):
+    def _path_update(self, variables, gradient_of, step):
+        def update():
+            self.shared_optimizer.update(variables, [gradient_of[v.ref()] for v in variables], step)
+            return tf.constant(0)
+        return update
+
+    def _correct_fn(self, x, y, arch):
         # Batch statistics in the normalisation, as ENAS's rewards: the moving
         # averages of a path that was trained for few steps are not yet useful.
-        probabilities = self.call((x, arch), training=True)
-        return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(probabilities, axis=1, output_type=tf.int32), y), tf.float32))
+        probabilities = self.call((x, from_first_replica(arch)), training=True)
+        return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, axis=1, output_type=tf.int32), y), tf.float32))
 
     def train_step(self, x, y, weights, arch):
         """One shared-weight step of the child `arch` (encoded) on a batch; returns the loss."""
-        return float(self._train_step(_images(x), np.asarray(y, np.int32), np.asarray(weights, np.float32),
-                                      np.asarray(arch, np.int32)))
+        weights = np.asarray(weights, np.float32)
+        weights = weights / max(float(weights.sum()), 1e-12)
+        batch = split_batch(self.strategy, np.asarray(x, np.float32), np.asarray(y, np.int32), weights)
+        return float(self._train_step(*batch, np.asarray(arch, np.int32)))
 
     def accuracy(self, x, y, arch):
         """The accuracy of child `arch` (encoded) on a batch, with batch statistics."""
-        return float(self._accuracy(_images(x), np.asarray(y, np.int32), np.asarray(arch, np.int32)))
+        batch = split_batch(self.strategy, np.asarray(x, np.float32), np.asarray(y, np.int32))
+        return float(self._accuracy(*batch, np.asarray(arch, np.int32))) / len(y)
 
     def predict_child(self, x, arch):
         """Probabilities of child `arch` in inference mode (moving statistics)."""

@@ -8,6 +8,9 @@ import time
 import keras
 import numpy as np
 
+from automl_kit.tuner.across_workers import fit_across_workers
+from automl_kit.tuner.distribute import workers
+
 LEARNING_RATE = 1e-3
 EARLY_STOPPING_PATIENCE = 3
 # A tiny training set is repeated within an epoch up to this many steps, so an
@@ -124,25 +127,49 @@ def tensorboard_log_dir(callbacks):
     return None
 
 
-def compile_for_classification(model, decay_steps=None):
-    """Adam at LEARNING_RATE (loss-scaled under float16); with `decay_steps`, the rate follows a cosine down to 1% of it."""
+def compile_for_classification(model, decay_steps=None, jit_compile="auto"):
+    """Adam at LEARNING_RATE (loss-scaled under float16); with `decay_steps`, the rate follows a cosine down to 1% of it.
+
+    Compiled in the scope of the distribution strategy the model was built
+    in, and with XLA as `jit_compile` says (Keras's "auto": on a GPU,
+    without a distribution strategy).
+    """
     learning_rate = LEARNING_RATE
     if decay_steps:
         learning_rate = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, int(decay_steps), alpha=0.01)
-    optimizer = keras.optimizers.Adam(learning_rate)
-    if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
-        # float16 gradients underflow without a (dynamic) loss scale.
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(
-        optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    # Built here, eagerly: slots created on the first traced step register one
-    # tf.cond branch function per variable in TensorFlow's global function
-    # library, which outlives the model (measured: about 400 per trial).
-    model.optimizer.build(model.trainable_variables)
+    with model.distribute_strategy.scope():
+        optimizer = keras.optimizers.Adam(learning_rate)
+        if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
+            # float16 gradients underflow without a (dynamic) loss scale.
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model.compile(
+            optimizer=optimizer,
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=jit_compile,
+        )
+        # Built here, eagerly: slots created on the first traced step register one
+        # tf.cond branch function per variable in TensorFlow's global function
+        # library, which outlives the model (measured: about 400 per trial).
+        model.optimizer.build(model.trainable_variables)
     return model
+
+
+def halving_batch_on_oom(train_at, batch_size):
+    """Returns (train_at(size), size), halving `size` from `batch_size` while the device runs out of memory.
+
+    `train_at` must build its model afresh: a model that ran out of memory
+    mid-step is not reused. Below a batch of 1 the error is raised.
+    """
+    import tensorflow as tf
+
+    while True:
+        try:
+            return train_at(batch_size), batch_size
+        except tf.errors.ResourceExhaustedError:
+            if batch_size == 1:
+                raise
+            batch_size //= 2
 
 
 def objective_direction(objective):
@@ -172,7 +199,7 @@ def best_epoch(history, objective):
 
 
 def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_data=None, objective=None,
-          callbacks=(), deadline=None, verbose=0, decay=None, started=None):
+          callbacks=(), deadline=None, verbose=0, decay=None, started=None, jit_compile="auto"):
     """Compiles and fits `model`; returns its history as a dict of lists.
 
     With `validation_data` and `objective`, training stops early after
@@ -192,7 +219,30 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
         x, y = np.tile(x, (repeats,) + (1,) * (x.ndim - 1)), np.tile(y, repeats)
         sample_weight = None if sample_weight is None else np.tile(sample_weight, repeats)
     steps_per_epoch = math.ceil(len(x) / batch_size)
-    compile_for_classification(model, decay_steps=steps_per_epoch * epochs if decay == "epochs" else None)
+    compile_for_classification(model, decay_steps=steps_per_epoch * epochs if decay == "epochs" else None,
+                               jit_compile=jit_compile)
+    if workers(model.distribute_strategy)[0] > 1:
+        # Keras's Model.fit does not run under MultiWorkerMirroredStrategy (see across_workers.py).
+        # The fit refuses a time_limit there, so there is no deadline to keep.
+        history = fit_across_workers(
+            model, x, y, epochs=epochs, batch_size=batch_size, sample_weight=sample_weight,
+            validation_data=validation_data, monitor=objective if validation_data is not None else None,
+            mode=objective_direction(objective or "val_accuracy"), patience=EARLY_STOPPING_PATIENCE,
+            callbacks=list(callbacks), seed=int(np.random.randint(2**31 - 1)), started=started,
+        )
+    else:
+        history = _fit(model, x, y, steps_per_epoch, epochs=epochs, batch_size=batch_size,
+                       sample_weight=sample_weight, validation_data=validation_data, objective=objective,
+                       callbacks=callbacks, deadline=deadline, verbose=verbose, decay=decay, started=started)
+    losses = history.get("loss", [])
+    if not losses or not all(math.isfinite(v) for v in losses):
+        raise TrainingFailed("the training loss became NaN or infinite (diverged).")
+    return {key: [float(v) for v in values] for key, values in history.items()}
+
+
+def _fit(model, x, y, steps_per_epoch, *, epochs, batch_size, sample_weight, validation_data, objective,
+         callbacks, deadline, verbose, decay, started):
+    """`model.fit` with the callbacks `train` promises; the history with its timings."""
     timer = EpochTimer(steps_per_epoch)
     all_callbacks = [keras.callbacks.TerminateOnNaN(), timer, *callbacks]
     if decay == "deadline":
@@ -210,10 +260,7 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
         x, y, sample_weight=sample_weight, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
         callbacks=all_callbacks, verbose=verbose, shuffle=True,
     ).history
-    losses = history.get("loss", [])
-    if not losses or not all(math.isfinite(v) for v in losses):
-        raise TrainingFailed("the training loss became NaN or infinite (diverged).")
-    history = {key: [float(v) for v in values] for key, values in history.items()}
+    history = dict(history)
     history["epoch_seconds"] = [float(v) for v in timer.seconds]
     history["setup_seconds"] = [float(timer.first_step_end - started)]
     return history

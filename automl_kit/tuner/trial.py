@@ -30,6 +30,7 @@ class Trial:
     history: dict = dataclasses.field(default_factory=dict)
     shared_score: float = None  # with shared weights, the score that made it a candidate
     rss_mb: float = None  # resident memory of the searching process when the trial ended
+    batch_size: int = None  # the batch size it trained at: below the one asked for after running out of memory
     started_at: str = None
     finished_at: str = None
 
