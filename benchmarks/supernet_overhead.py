@@ -62,7 +62,8 @@ def main(argv=None):
     for _ in range(args.children):
         arch = space.sample(rng)
         decisions = space.encode(arch)
-        shared = mean_seconds(lambda: supernet.train_step(x, y, w, decisions), args.repeats)
+        # float() reads the loss back, so each timed step has finished.
+        shared = mean_seconds(lambda: float(supernet.train_step(x, y, w, decisions)), args.repeats)
         child = training.compile_for_classification(build_model(arch, spec, 10, *normalisation))
         alone = mean_seconds(lambda: child.train_on_batch(x, y), args.repeats)
         rows.append((child.count_params(), shared, alone))

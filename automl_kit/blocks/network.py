@@ -14,7 +14,8 @@ its path through the supernet are the same layers.
 import tensorflow as tf
 from keras import layers
 
-from automl_kit.blocks.ops import CELL_OP_NAMES, OP_NAMES, apply_op, calibrate, reduction, stem
+from automl_kit.blocks import path
+from automl_kit.blocks.ops import CELL_OP_NAMES, OP_NAMES, Op, calibrate, reduction, stem
 
 
 class FixedChoices:
@@ -24,8 +25,8 @@ class FixedChoices:
         self.values = values
         self.pool = pool
 
-    def pick(self, key, branches):
-        return branches[self.values[key]]()
+    def pick(self, key, candidates):
+        return candidates[self.values[key]]
 
     def pick_op(self, key, x, ops):
         return ops[self.values[key]](x)
@@ -64,21 +65,37 @@ class TensorChoices:
     def value(self, key):
         return self.vector[self.position[key]]
 
-    def pick(self, key, branches):
-        return tf.switch_case(self.value(key), branches)
+    def pick(self, key, candidates):
+        """The chosen one of `candidates` (tensors of one shape), the gradient routed to it alone.
+
+        `tf.switch_case`'s own gradient fills a tensor of zeros for every
+        candidate not chosen; here one tensor of zeros serves them all.
+        """
+        index = self.value(key)
+
+        @tf.custom_gradient
+        def chosen(*candidates):
+            def backward(dy):
+                zeros = tf.zeros_like(dy)
+                return [tf.cond(tf.equal(index, k), lambda: dy, lambda: zeros) for k in range(len(candidates))]
+
+            return tf.switch_case(index, [(lambda t=t: t) for t in candidates]), backward
+
+        return chosen(*candidates)
 
     def pick_op(self, key, x, ops):
-        """`ops[choice](x)`, differentiated by recomputing the chosen op in the backward pass.
+        """`ops[choice](x)`, differentiated in a backward branch of the chosen op alone.
 
         Plain `tf.switch_case` gradients make every branch export the
         intermediate tensors of every other branch, filled with zeros: the
-        step then costs several times the child's. Recomputing the one chosen
-        op instead costs one more forward of that op. With `update_path`,
-        that branch also updates the op's own variables with their gradients,
-        so the step neither fills nor applies zero gradients for the other
-        ops' variables: only the child's path trains. (In training mode the
-        recomputation also updates the op's moving batch-norm statistics a
-        second time; the supernet's rewards use batch statistics.)
+        step then costs several times the child's. Here the forward branches
+        return only what a convolution op's backward pass needs (see
+        `path.py`), and the backward pass runs the chosen op's branch alone:
+        a convolution op from those saved tensors, any other op recomputed
+        under a tape. With `update_path`, that branch also updates the op's
+        own variables with their gradients, so the step neither fills nor
+        applies zero gradients for the other ops' variables: only the child's
+        path trains.
 
         Without `update_path` the branch returns the op's gradients instead,
         and zeros for the other candidates' variables. That is slower on a
@@ -92,25 +109,30 @@ class TensorChoices:
 
         @tf.custom_gradient
         def chosen(x):
+            y, *saved = tf.switch_case(index, [(lambda op=op: path.forward(op, x)) for op in ops])
+
             def backward(dy, variables=None):
                 variables = list(variables or [])
 
                 def branch(j, op):
                     def gradient():
-                        with tf.GradientTape() as tape:
-                            tape.watch(x)
-                            y = op(x)
-                        own = list(tape.watched_variables())
+                        if path.saves(op):
+                            dx, own, grads = path.backward(op, saved, dy)
+                        else:
+                            with tf.GradientTape() as tape:
+                                tape.watch(x)
+                                recomputed = op(x)
+                            own = list(tape.watched_variables())
+                            dx, *grads = tape.gradient(recomputed, [x, *own], output_gradients=dy,
+                                                       unconnected_gradients=tf.UnconnectedGradients.ZERO)
                         site[j] = own
-                        grads = tape.gradient(y, [x, *own], output_gradients=dy,
-                                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
                         if self.update_path is not None:
                             if own:
-                                self.update_path(own, grads[1:])
-                            return grads[0]
-                        by_variable = {v.ref(): g for v, g in zip(own, grads[1:])}
-                        return grads[0], [by_variable[v.ref()] if v.ref() in by_variable else tf.zeros_like(v)
-                                          for v in variables]
+                                self.update_path(own, grads)
+                            return dx
+                        by_variable = {v.ref(): g for v, g in zip(own, grads)}
+                        return dx, [by_variable[v.ref()] if v.ref() in by_variable else tf.zeros_like(v)
+                                    for v in variables]
                     return gradient
 
                 outer, self.pool.training = self.pool.training, self.training
@@ -123,7 +145,7 @@ class TensorChoices:
                 dx, variable_grads = result
                 return dx, list(variable_grads)
 
-            return tf.switch_case(index, [(lambda op=op: op(x)) for op in ops]), backward
+            return y, backward
 
         return chosen(x)
 
@@ -134,16 +156,16 @@ class TensorChoices:
 
     def mean_of_loose_ends(self, nodes, input_keys, name):
         values = tf.stack([self.value(key) for key in input_keys])
-        loose = [tf.cast(tf.reduce_all(values != k + 2), nodes[0].dtype) for k in range(len(nodes))]
-        return tf.add_n([w * node for w, node in zip(loose, nodes)]) / tf.add_n(loose)
+        loose = tf.cast(tf.stack([tf.reduce_all(values != k + 2) for k in range(len(nodes))]), nodes[0].dtype)
+        weights = tf.unstack(loose / tf.reduce_sum(loose))  # 1/n for each of the n loose ends, else 0
+        return tf.add_n([w * node for w, node in zip(weights, nodes)])
 
 
 class AllChoices:
     """Runs every branch of every choice: creates and builds all the supernet's layers."""
 
-    def pick(self, key, branches):
-        outputs = [branch() for branch in branches]
-        return outputs[0]
+    def pick(self, key, candidates):
+        return candidates[0]
 
     def pick_op(self, key, x, ops):
         outputs = [op(x) for op in ops]
@@ -167,9 +189,8 @@ def macro_body(x, filters, depths, stem_strides, choices, pool):
             x = reduction(x, filters, f"reduce{s}", pool)
         tensors = [x]
         for p in range(depth):
-            y = choices.pick_op(f"s{s}/l{p}/op", tensors[p], [
-                (lambda x, op=op: apply_op(op, x, filters, f"s{s}_l{p}_{op}", pool)) for op in OP_NAMES
-            ])
+            y = choices.pick_op(f"s{s}/l{p}/op", tensors[p],
+                                [Op(op, filters, f"s{s}_l{p}_{op}", pool) for op in OP_NAMES])
             flagged = [(f"s{s}/l{p}/skip{j}", tensors[j]) for j in range(p + 1)]
             tensors.append(choices.add_chosen(y, flagged, name=f"s{s}_l{p}_skips"))
         x = tensors[-1]
@@ -207,11 +228,8 @@ def _cell(kind, previous, before, filters, num_nodes, name, choices, pool):
         for slot in (0, 1):
             input_key = f"{kind}/n{i}/in{slot}"
             input_keys.append(input_key)
-            available = list(tensors)
-            source = choices.pick(input_key, [(lambda t=t: t) for t in available])
-            summands.append(choices.pick_op(f"{kind}/n{i}/op{slot}", source, [
-                (lambda x, op=op: apply_op(op, x, filters, f"{name}_n{i}_{slot}_{op}", pool))
-                for op in CELL_OP_NAMES
-            ]))
+            source = choices.pick(input_key, list(tensors))
+            summands.append(choices.pick_op(f"{kind}/n{i}/op{slot}", source,
+                                            [Op(op, filters, f"{name}_n{i}_{slot}_{op}", pool) for op in CELL_OP_NAMES]))
         tensors.append(pool(layers.Add, f"{name}_n{i}_add")(summands))
     return choices.mean_of_loose_ends(tensors[2:], input_keys, name=f"{name}_out")

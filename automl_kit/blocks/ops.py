@@ -49,6 +49,25 @@ CELL_OP_NAMES = (
 )
 
 
+# The ops made of ReLU, convolution and batch normalisation (`relu_conv_bn`).
+CONV_OPS = ("conv3x3", "conv5x5", "sep3x3", "sep5x5")
+
+
+class Op:
+    """The op called `op` at one place in a network: `Op(...)(x)` is `apply_op(op, x, filters, prefix, pool)`.
+
+    The network code hands these to its `Choices`, so that the supernet
+    can run a convolution op in its own way (see `path.py`) on the same
+    layers.
+    """
+
+    def __init__(self, op, filters, prefix, pool):
+        self.op, self.filters, self.prefix, self.pool = op, filters, prefix, pool
+
+    def __call__(self, x):
+        return apply_op(self.op, x, self.filters, self.prefix, self.pool)
+
+
 class LayerPool:
     """Creates each named layer once; later requests for the name get the same layer.
 
@@ -87,7 +106,7 @@ def relu_conv_bn(x, filters, kernel_size, name, pool, strides=1, separable=False
 
 def apply_op(op, x, filters, name, pool):
     """Applies the op called `op` to tensor `x`; the output keeps x's shape."""
-    if op in ("conv3x3", "conv5x5", "sep3x3", "sep5x5"):
+    if op in CONV_OPS:
         return relu_conv_bn(x, filters, int(op[-1]), name, pool, separable=op.startswith("sep"))
     if op == "maxpool3x3":
         return pool(layers.MaxPooling2D, f"{name}_maxpool", pool_size=3, strides=1, padding="same")(x)

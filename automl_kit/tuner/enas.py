@@ -118,6 +118,7 @@ class SharedWeightSearch(SearchStrategy):
                     losses.append(supernet.train_step(data.x_train[batch], data.y_train[batch], weights[batch], decisions))
                     if deadline is not None and time.monotonic() >= deadline:
                         break
+                losses = [float(loss) for loss in losses]  # read back once per epoch, not per step
                 if not np.isfinite(np.mean(losses)):
                     raise FloatingPointError("the supernet's training loss became NaN or infinite.")
                 record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "shared_steps": len(losses),

@@ -163,11 +163,15 @@ class Supernet(keras.Model):
         return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, axis=1, output_type=tf.int32), y), tf.float32))
 
     def train_step(self, x, y, weights, arch):
-        """One shared-weight step of the child `arch` (encoded) on a batch; returns the loss."""
+        """One shared-weight step of the child `arch` (encoded) on a batch; returns the loss, a scalar tensor.
+
+        The loss is not read back here, so a GPU computes this step while the
+        host prepares the next one.
+        """
         weights = np.asarray(weights, np.float32)
         weights = weights / max(float(weights.sum()), 1e-12)
         batch = split_batch(self.strategy, np.asarray(x, np.float32), np.asarray(y, np.int32), weights)
-        return float(self._train_step(*batch, np.asarray(arch, np.int32)))
+        return self._train_step(*batch, np.asarray(arch, np.int32))
 
     def accuracy(self, x, y, arch):
         """The accuracy of child `arch` (encoded) on a batch, with batch statistics."""
