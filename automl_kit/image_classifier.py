@@ -20,7 +20,7 @@ from automl_kit.blocks.search_space import SEARCH_SPACES, DenseSearchSpace, Macr
 from automl_kit.data import InputSpec, LabelCoder, to_array, validation_split_indices
 from automl_kit.tuner import Project, SearchData, get_strategy
 from automl_kit.tuner import distribute, training
-from automl_kit.tuner.base import release_memory
+from automl_kit.tuner.base import forgetting_custom_gradients, release_memory
 from automl_kit.tuner.budget import TimeBudget
 from automl_kit.tuner.progress import EpochProgress, Progress
 
@@ -589,7 +589,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             return model
 
         first_model = model
-        model, _ = training.halving_batch_on_oom(train_at, min(batch_size, best.batch_size or batch_size))
+        with forgetting_custom_gradients():
+            model, _ = training.halving_batch_on_oom(train_at, min(batch_size, best.batch_size or batch_size))
         return model
 
     # -------------------------------------------------------------- report --

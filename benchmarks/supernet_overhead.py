@@ -7,7 +7,8 @@ construction and first train step (the trace) of the supernet, then, for
 each of several sampled children, the mean time of one supernet train step
 on that child against one `train_on_batch` step of the same child built as a
 standalone Keras model, at the same batch size. Writes
-`benchmarks/results/supernet_overhead.md`.
+`benchmarks/results/supernet_overhead.md` (or `supernet_overhead_batchN.md`
+for another `--batch-size`).
 """
 
 import argparse
@@ -53,7 +54,7 @@ def main(argv=None):
     started = time.perf_counter()
     supernet = Supernet(space, spec, 10, *normalisation)
     built = time.perf_counter() - started
-    supernet.train_step(x, y, w, space.encode(space.sample(rng)))
+    float(supernet.train_step(x, y, w, space.encode(space.sample(rng))))
     first_trace = time.perf_counter() - started
     print(f"supernet: {supernet.count_params():,} parameters; built in {built:.1f} s, "
           f"first train step (trace) done after {first_trace:.1f} s")
@@ -74,7 +75,8 @@ def main(argv=None):
     print(f"overhead ratio: mean {np.mean(ratios):.2f}, median {np.median(ratios):.2f}, max {np.max(ratios):.2f} "
           f"(total time ratio {sum(s for _, s, _ in rows) / sum(a for _, _, a in rows):.2f}); traces {supernet.traces}")
 
-    path = os.path.join(RESULTS_DIR, "supernet_overhead.md")
+    suffix = "" if args.batch_size == 32 else f"_batch{args.batch_size}"
+    path = os.path.join(RESULTS_DIR, f"supernet_overhead{suffix}.md")
     with open(path, "w") as f:
         f.write(f"Default micro supernet on 32x32x3 input, batch {args.batch_size}, {os.cpu_count()} CPUs, no GPU; "
                 f"commit {git_commit()}, {datetime.date.today()}. `python -m benchmarks.supernet_overhead`.\n\n"

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from automl_kit.blocks.architecture import architecture_from_dict
-from automl_kit.tuner.base import SearchStrategy, release_memory
+from automl_kit.tuner.base import SearchStrategy, forgetting_custom_gradients, release_memory
 from automl_kit.tuner.controller import Controller
 from automl_kit.tuner.progress import Progress
 from automl_kit.tuner.supernet import Supernet
@@ -69,20 +69,24 @@ class SharedWeightSearch(SearchStrategy):
         trials = self.project.load_trials()
         state = self.project.state.get("shared_weights", {})
         if "candidates" not in state:
-            keras.utils.set_random_seed(self.seed)
-            supernet = Supernet(self.search_space, data.input_spec, data.num_classes, data.mean, data.variance,
-                                dtype_policy=data.dtype_policy, strategy=data.strategy)
-            controller = self._make_controller() if self.learns_policy else None
-            state = self._restore(state, supernet, controller, progress)
-            deadline = None if budget is None else budget.start + SUPERNET_SHARE * budget.seconds
-            state = self._train_supernet(state, supernet, controller, data, epochs, batch_size, deadline, progress)
-            deadline = None if budget is None else budget.start + DERIVE_SHARE * budget.seconds
-            state = self._derive(state, supernet, controller, data, max_trials, deadline, progress)
-            del supernet, controller
+            with forgetting_custom_gradients():
+                state = self._shared_weight_phase(state, data, max_trials, epochs, batch_size, budget, progress)
             release_memory()
         elif trials:
             progress.line(f"Resuming: {len(trials)} confirmation trial(s) already recorded in {self.project.path}.")
         return self._confirm(state, trials, data, max_trials, epochs, batch_size, callbacks, budget, progress)
+
+    def _shared_weight_phase(self, state, data, max_trials, epochs, batch_size, budget, progress):
+        """Trains the supernet (and controller), derives the candidates; returns the state that holds them."""
+        keras.utils.set_random_seed(self.seed)
+        supernet = Supernet(self.search_space, data.input_spec, data.num_classes, data.mean, data.variance,
+                            dtype_policy=data.dtype_policy, strategy=data.strategy)
+        controller = self._make_controller() if self.learns_policy else None
+        state = self._restore(state, supernet, controller, progress)
+        deadline = None if budget is None else budget.start + SUPERNET_SHARE * budget.seconds
+        state = self._train_supernet(state, supernet, controller, data, epochs, batch_size, deadline, progress)
+        deadline = None if budget is None else budget.start + DERIVE_SHARE * budget.seconds
+        return self._derive(state, supernet, controller, data, max_trials, deadline, progress)
 
     def _make_controller(self):
         space = self.search_space
