@@ -23,7 +23,7 @@ import tensorflow as tf
 from keras import ops as kops
 from keras.src import backend
 
-from automl_kit.blocks.ops import CONV_OPS
+from automl_kit.blocks.ops import CONV_OPS, batch_norm
 
 _STRIDES = [1, 1, 1, 1]
 _DILATIONS = [1, 1, 1, 1]
@@ -42,7 +42,7 @@ def forward(op, x):
     """
     if not saves(op):
         return op(x), x, x, x
-    relu, conv, bn = _layers(op)
+    relu, conv, _ = _layers(op)
     a = relu(x)
     if op.op.startswith("sep"):
         b = tf.nn.depthwise_conv2d(a, tf.cast(conv.depthwise_kernel.value, a.dtype), _STRIDES, "SAME")
@@ -50,14 +50,13 @@ def forward(op, x):
     else:
         b = a
         c = tf.nn.conv2d(a, tf.cast(conv.kernel.value, a.dtype), 1, "SAME")
-    training = op.pool.training
-    return (bn(c) if training is None else bn(c, training=training)), a, b, c
+    return batch_norm(c, op.pool, f"{op.prefix}_bn"), a, b, c
 
 
 def backward(op, saved, dy):
     """(dx, variables, their gradients) of a convolution op, from what `forward` saved."""
     a, b, c = saved
-    relu, conv, bn = _layers(op)
+    _, conv, bn = _layers(op)
     gamma, beta = bn.gamma.value, bn.beta.value
     with tf.GradientTape() as tape:
         tape.watch(c)
@@ -65,34 +64,28 @@ def backward(op, saved, dy):
     dc, d_gamma, d_beta = tape.gradient(y, [c, gamma, beta], output_gradients=dy)
     if op.op.startswith("sep"):
         depthwise, pointwise = conv.depthwise_kernel.value, conv.pointwise_kernel.value
-        kernel = tf.cast(pointwise, b.dtype)
-        d_pointwise = tf.raw_ops.Conv2DBackpropFilter(
-            input=b, filter_sizes=tf.shape(kernel), out_backprop=dc, strides=_STRIDES, padding="VALID",
-            dilations=_DILATIONS)
-        db = tf.raw_ops.Conv2DBackpropInput(
-            input_sizes=tf.shape(b), filter=kernel, out_backprop=dc, strides=_STRIDES, padding="VALID",
-            dilations=_DILATIONS)
-        kernel = tf.cast(depthwise, a.dtype)
-        d_depthwise = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
-            input=a, filter_sizes=tf.shape(kernel), out_backprop=db, strides=_STRIDES, padding="SAME",
-            dilations=_DILATIONS)
-        da = tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
-            input_sizes=tf.shape(a), filter=kernel, out_backprop=db, strides=_STRIDES, padding="SAME",
-            dilations=_DILATIONS)
-        variables = [depthwise, pointwise]
-        grads = [tf.cast(d_depthwise, depthwise.dtype), tf.cast(d_pointwise, pointwise.dtype)]
+        db, d_pointwise = _conv_gradients(b, tf.cast(pointwise, b.dtype), dc, "VALID")
+        da, d_depthwise = _conv_gradients(a, tf.cast(depthwise, a.dtype), db, "SAME", depthwise=True)
+        variables, grads = [depthwise, pointwise], [d_depthwise, d_pointwise]
     else:
-        weights = conv.kernel.value
-        kernel = tf.cast(weights, a.dtype)
-        d_kernel = tf.raw_ops.Conv2DBackpropFilter(
-            input=a, filter_sizes=tf.shape(kernel), out_backprop=dc, strides=_STRIDES, padding="SAME",
-            dilations=_DILATIONS)
-        da = tf.raw_ops.Conv2DBackpropInput(
-            input_sizes=tf.shape(a), filter=kernel, out_backprop=dc, strides=_STRIDES, padding="SAME",
-            dilations=_DILATIONS)
-        variables, grads = [weights], [tf.cast(d_kernel, weights.dtype)]
+        kernel = conv.kernel.value
+        da, d_kernel = _conv_gradients(a, tf.cast(kernel, a.dtype), dc, "SAME")
+        variables, grads = [kernel], [d_kernel]
+    grads = [tf.cast(g, v.dtype) for g, v in zip(grads, variables)]
     dx = tf.raw_ops.ReluGrad(gradients=da, features=a)
     return dx, [*variables, gamma, beta], [*grads, d_gamma, d_beta]
+
+
+def _conv_gradients(x, kernel, dy, padding, depthwise=False):
+    """(dx, dkernel) of a stride-1 convolution of `x`, as TensorFlow's own gradient of the op computes them."""
+    if depthwise:
+        backprop_input = tf.raw_ops.DepthwiseConv2dNativeBackpropInput
+        backprop_filter = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter
+    else:
+        backprop_input, backprop_filter = tf.raw_ops.Conv2DBackpropInput, tf.raw_ops.Conv2DBackpropFilter
+    settings = dict(strides=_STRIDES, padding=padding, dilations=_DILATIONS)
+    return (backprop_input(input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, **settings),
+            backprop_filter(input=x, filter_sizes=tf.shape(kernel), out_backprop=dy, **settings))
 
 
 def _layers(op):
