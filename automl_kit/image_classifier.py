@@ -118,6 +118,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         max_consecutive_failed_trials: the search stops with an error listing
             the reasons once this many trials in a row failed (a diverging
             loss, running out of memory, an error while building).
+        keep_weights: how many of the best trials keep their trained weights
+            on disk (at least 1: a final training short of time goes on from
+            the best trial's weights); the others' are deleted, so disk use
+            stays bounded.
         mixed_precision: `False` (float32), `True`, `"mixed_float16"` or
             `"mixed_bfloat16"`. Mixed precision computes in 16 bits with
             float32 weights and a float32 output layer; `True` means float16
@@ -171,8 +175,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, max_trials=10, tuner="enas", search_space="micro", directory=None,
                  project_name="image_classifier", overwrite=False, seed=None, objective="val_accuracy",
                  max_model_size=None, time_limit=None, epochs=None, input_shape=None, class_weight=None,
-                 max_consecutive_failed_trials=3, mixed_precision=False, distribution_strategy=None,
-                 jit_compile="auto"):
+                 max_consecutive_failed_trials=3, keep_weights=2, mixed_precision=False,
+                 distribution_strategy=None, jit_compile="auto"):
         self.max_trials = max_trials
         self.tuner = tuner
         self.search_space = search_space
@@ -187,6 +191,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.input_shape = input_shape
         self.class_weight = class_weight
         self.max_consecutive_failed_trials = max_consecutive_failed_trials
+        self.keep_weights = keep_weights
         self.mixed_precision = mixed_precision
         self.distribution_strategy = distribution_strategy
         self.jit_compile = jit_compile
@@ -452,6 +457,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"max_consecutive_failed_trials must be a positive int; got {self.max_consecutive_failed_trials!r}."
             )
+        if not isinstance(self.keep_weights, (int, np.integer)) or isinstance(self.keep_weights, bool) \
+                or self.keep_weights < 1:
+            raise ValueError(f"keep_weights must be a positive int (the best trial's weights are always kept); "
+                             f"got {self.keep_weights!r}.")
         if self.class_weight is not None and self.class_weight != "balanced" and not isinstance(self.class_weight, dict):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}; got {self.class_weight!r}.")
 
@@ -498,6 +507,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         strategy = get_strategy(self._tuner_for(data.input_spec))(
             project=project, search_space=space, objective=self.objective, seed=int(seed),
             max_model_size=self.max_model_size, max_consecutive_failures=self.max_consecutive_failed_trials,
+            keep_weights=int(self.keep_weights),
         )
         trials = project.load_trials()
         # A search asked for at most as many trials as before is complete, even

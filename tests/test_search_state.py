@@ -71,6 +71,16 @@ def test_project_holds_json_and_keras_formats_only_with_weights_of_the_best_two(
     assert weights == sorted(f"{t.trial_id}.weights.h5" for t in best_two)
 
 
+def test_keep_weights_bounds_the_trials_with_weights_on_disk(small_digits, tmp_path):
+    x, y = small_digits
+    clf = ImageClassifier(**QUICK, max_trials=3, seed=0, keep_weights=1, directory=str(tmp_path)).fit(
+        x, y, epochs=1, verbose=0)
+    weights = [f for f in os.listdir(tmp_path / "image_classifier" / "trials") if f.endswith(".weights.h5")]
+    assert weights == [f"{clf.best_trial_.trial_id}.weights.h5"]
+    with pytest.raises(ValueError, match="keep_weights must be a positive int"):
+        ImageClassifier(keep_weights=0).fit(x, y)
+
+
 def test_default_directory_leaves_nothing_behind(small_digits, tmp_path, monkeypatch):
     import tempfile
 

@@ -144,13 +144,14 @@ class SearchStrategy(abc.ABC):
     name = None
 
     def __init__(self, *, project, search_space, objective, seed, max_model_size=None,
-                 max_consecutive_failures=3):
+                 max_consecutive_failures=3, keep_weights=KEEP_WEIGHTS):
         self.project = project
         self.search_space = search_space
         self.objective = objective
         self.seed = seed
         self.max_model_size = max_model_size
         self.max_consecutive_failures = max_consecutive_failures
+        self.keep_weights = keep_weights
 
     @abc.abstractmethod
     def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), budget=None, progress=None):
@@ -210,7 +211,7 @@ class SearchStrategy(abc.ABC):
         When the device runs out of memory, the trial starts again at half
         the batch size, down to 1; the batch size it trained at is recorded.
         The weights of its best epoch are kept on disk while it is among the
-        `KEEP_WEIGHTS` best of `previous_trials` and itself.
+        `keep_weights` best of `previous_trials` and itself.
         """
         started = time.monotonic()
         trial = Trial(trial_id=trial_id, architecture=architecture, status=FAILED, started_at=_now())
@@ -237,7 +238,7 @@ class SearchStrategy(abc.ABC):
             trial.epochs_run = len(history["loss"])
             trial.score, trial.best_epoch = training.best_epoch(history, self.objective)
             trial.status = COMPLETED
-            keep = {t.trial_id for t in self.best_trials([*previous_trials, trial], KEEP_WEIGHTS)}
+            keep = {t.trial_id for t in self.best_trials([*previous_trials, trial], self.keep_weights)}
             if trial_id in keep:
                 self.project.save_weights(trial_id, model, keep)
         except (KeyboardInterrupt, SystemExit):

@@ -4,7 +4,7 @@ Layout:
 
     project.json          fingerprint of data and settings, and the status
     trials/0000.json      one record per trial
-    trials/0000.weights.h5  the trained weights, kept for the best KEEP_WEIGHTS trials only
+    trials/0000.weights.h5  the trained weights, kept for the best few trials only (`keep_weights`)
     best_model.keras      the final model, once the search completed
     lock.json             the process searching here now, if any
 
@@ -40,7 +40,7 @@ def write_json_atomic(path, obj):
         raise
 
 
-# Weights are kept for this many of the best trials, so disk use stays bounded.
+# By default, weights are kept for this many of the best trials, so disk use stays bounded.
 KEEP_WEIGHTS = 2
 
 
