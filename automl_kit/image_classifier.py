@@ -434,7 +434,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             if not isinstance(self.distribution_strategy, tf.distribute.Strategy):
                 raise TypeError("distribution_strategy must be a tf.distribute.Strategy, such as "
                                 f"tf.distribute.MirroredStrategy(), or None; got {self.distribution_strategy!r}.")
-        if not any(self.jit_compile is v for v in JIT_COMPILE_SETTINGS) and self.jit_compile != "auto":
+        if not (self.jit_compile is True or self.jit_compile is False or self.jit_compile == "auto"):
             raise ValueError(f"jit_compile must be one of {JIT_COMPILE_SETTINGS}; got {self.jit_compile!r}.")
         if self.mixed_precision not in MIXED_PRECISION_SETTINGS:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION_SETTINGS}; got {self.mixed_precision!r}.")
@@ -580,16 +580,17 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         if data.w_train is not None:
             weights = np.concatenate([data.w_train, data.w_val if data.w_val is not None else np.ones(len(data.y_val))])
         x, y = np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val])
-        start_weights = [np.asarray(w) for w in model.get_weights()]
+        start_weights = model.get_weights()  # where a retry after running out of memory starts again
+        first_size = min(batch_size, best.batch_size or batch_size)  # a trial that ran out of memory tells
 
         def train_at(size):
-            if size != batch_size:  # after running out of memory: a fresh model, as it started
+            nonlocal model
+            if size != first_size:  # the device ran out of memory at twice this size
+                model = None
                 release_memory()
                 model = data.build(best.architecture)
                 model.set_weights(start_weights)
                 progress.line(f"Out of device memory: the final training starts again at batch size {size}.")
-            else:
-                model = first_model
             with progress.bar("Final training", total=epochs, unit="epoch") as bar:
                 training.train(
                     model, x, y, sample_weight=weights, epochs=epochs, batch_size=size, deadline=deadline,
@@ -598,9 +599,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 )
             return model
 
-        first_model = model
         with forgetting_custom_gradients():
-            model, _ = training.halving_batch_on_oom(train_at, min(batch_size, best.batch_size or batch_size))
+            model, _ = training.halving_batch_on_oom(train_at, first_size)
         return model
 
     # -------------------------------------------------------------- report --
