@@ -89,10 +89,10 @@ class TensorChoices:
         Plain `tf.switch_case` gradients make every branch export the
         intermediate tensors of every other branch, filled with zeros: the
         step then costs several times the child's. Here the forward branches
-        return only what a convolution op's backward pass needs (see
-        `path.py`), and the backward pass runs the chosen op's branch alone:
-        a convolution op from those saved tensors, any other op recomputed
-        under a tape. With `update_path`, that branch also updates the op's
+        return only what each op's backward pass needs (see `path.py`), and
+        the backward pass runs the chosen op's branch alone, from those saved
+        tensors (the macro space's residual block is recomputed under a
+        tape). With `update_path`, that branch also updates the op's
         own variables with their gradients, so the step neither fills nor
         applies zero gradients for the other ops' variables: only the child's
         path trains.
@@ -109,15 +109,15 @@ class TensorChoices:
 
         @tf.custom_gradient
         def chosen(x):
-            y, *saved = tf.switch_case(index, [(lambda op=op: path.forward(op, x)) for op in ops])
+            y, saved = tf.switch_case(index, [(lambda op=op: path.forward(op, x)) for op in ops])
 
             def backward(dy, variables=None):
                 variables = list(variables or [])
 
                 def branch(j, op):
                     def gradient():
-                        if path.saves(op):
-                            dx, own, grads = path.backward(op, saved, dy)
+                        if path.differentiates(op):
+                            dx, own, grads = path.backward(op, x, saved, dy)
                         else:
                             with tf.GradientTape() as tape:
                                 tape.watch(x)

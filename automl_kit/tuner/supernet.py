@@ -198,8 +198,9 @@ class FusedAdam:
     step it would take alone (ENAS trains only the sampled path). Keras's
     Adam would also spend several small ops on each of the supernet's
     hundreds of variables; `ResourceApplyAdam` does each update in one op.
-    The step count is shared, as in Adam: `next_step()` is the step being
-    taken and `finish_step()` ends it.
+    The step count is shared, as in Adam: `next_step()` starts the step
+    being taken and returns what each of its updates reads, and
+    `finish_step()` ends it.
     """
 
     def __init__(self, variables, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
@@ -212,17 +213,22 @@ class FusedAdam:
         self._slots = {v.ref(): (m, s) for v, m, s in zip(self.targets, self.momentums, self.velocities)}
 
     def next_step(self):
-        return tf.cast(self.iterations + 1, tf.float32)
+        """The step's constants, made once where the step is traced.
+
+        The updates of the chosen ops run in many branches; each branch
+        reads these tensors instead of holding its own copies, so a branch
+        not taken has fewer nodes for the executor to pass over.
+        """
+        step = tf.cast(self.iterations + 1, tf.float32)
+        return dict(beta1_power=tf.pow(self.beta_1, step), beta2_power=tf.pow(self.beta_2, step),
+                    lr=tf.constant(self.learning_rate, tf.float32), beta1=tf.constant(self.beta_1, tf.float32),
+                    beta2=tf.constant(self.beta_2, tf.float32), epsilon=tf.constant(self.epsilon, tf.float32))
 
     def update(self, variables, gradients, step):
-        """One Adam update of `variables` (backing tf.Variables) at `step`."""
-        beta_1_power, beta_2_power = tf.pow(self.beta_1, step), tf.pow(self.beta_2, step)
+        """One Adam update of `variables` (backing tf.Variables) in `step`, from `next_step()`."""
         for variable, gradient in zip(variables, gradients):
             m, v = self._slots[variable.ref()]
-            tf.raw_ops.ResourceApplyAdam(
-                var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power, beta2_power=beta_2_power,
-                lr=self.learning_rate, beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, grad=gradient,
-            )
+            tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=m.handle, v=v.handle, grad=gradient, **step)
 
     def finish_step(self):
         self.iterations.assign_add(1)
