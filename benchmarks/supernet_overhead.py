@@ -4,9 +4,10 @@
 
 For the default micro space on 32x32x3 images (CIFAR-10's shape): times the
 construction and first train step (the trace) of the supernet, then, for
-each of several sampled children, the mean time of one supernet train step
-on that child against one `train_on_batch` step of the same child built as a
-standalone Keras model, at the same batch size. Writes
+each of several sampled children, the median time of one supernet train
+step on that child against one `train_on_batch` step of the same child built
+as a standalone Keras model, at the same batch size, the two steps taken in
+turn. Writes
 `benchmarks/results/supernet_overhead.md` (or `supernet_overhead_batchN.md`
 for another `--batch-size`).
 """
@@ -21,12 +22,22 @@ import numpy as np
 from benchmarks.search_at_budget import RESULTS_DIR, git_commit
 
 
-def mean_seconds(step, repeats):
-    step()  # warm: the first call may trace
-    started = time.perf_counter()
-    for _ in range(repeats):
+def median_seconds(steps, repeats):
+    """The median time of each of `steps`, run in turn `repeats` times.
+
+    Alternating the two steps, rather than timing one and then the other,
+    leaves both exposed to the same changes in the machine's load, and the
+    median ignores the odd step that was interrupted.
+    """
+    for step in steps:  # warm: the first call may trace
         step()
-    return (time.perf_counter() - started) / repeats
+    times = [[] for _ in steps]
+    for _ in range(repeats):
+        for step, spent in zip(steps, times):
+            started = time.perf_counter()
+            step()
+            spent.append(time.perf_counter() - started)
+    return [float(np.median(spent)) for spent in times]
 
 
 def main(argv=None):
@@ -63,10 +74,10 @@ def main(argv=None):
     for _ in range(args.children):
         arch = space.sample(rng)
         decisions = space.encode(arch)
-        # float() reads the loss back, so each timed step has finished.
-        shared = mean_seconds(lambda: float(supernet.train_step(x, y, w, decisions)), args.repeats)
         child = training.compile_for_classification(build_model(arch, spec, 10, *normalisation))
-        alone = mean_seconds(lambda: child.train_on_batch(x, y), args.repeats)
+        # float() reads the loss back, so each timed step has finished.
+        shared, alone = median_seconds(
+            [lambda: float(supernet.train_step(x, y, w, decisions)), lambda: child.train_on_batch(x, y)], args.repeats)
         rows.append((child.count_params(), shared, alone))
         print(f"child {child.count_params():>8,} params: supernet step {shared * 1e3:6.1f} ms, "
               f"standalone {alone * 1e3:6.1f} ms, ratio {shared / alone:.2f}")

@@ -122,6 +122,33 @@ def test_a_shared_step_trains_only_the_childs_path_as_the_child_alone(space, see
             np.testing.assert_array_equal(np.asarray(w), b)
 
 
+def test_a_cell_that_no_later_cell_reads_is_left_out_as_in_the_child(small_digits):
+    """A cell whose output no later cell reads is not in the standalone child (Keras keeps only
+    the layers the output depends on); the supernet's step neither runs it nor moves its ops'
+    weights with their Adam moments."""
+    space = MicroSearchSpace((8, 8), num_nodes=2)  # cells: normal, reduce, normal
+    supernet = _supernet(space)
+    x, y = small_digits
+    arch = space.encode(space.sample(np.random.default_rng(5)))
+    # The same child, except that its normal cells read their second input wherever they read
+    # their first: the last cell no longer reads the reduction cell, which is then dead.
+    bypass = [1 if key.startswith("normal/") and "/in" in key and value == 0 else value
+              for key, value in zip(space.decision_keys, arch)]
+    child = build_model(space.decode(bypass), SPEC, 10, [8.0], [36.0])
+    assert not [layer.name for layer in child.layers if layer.name.startswith("cell1_")]
+    supernet.train_step(x[:32], y[:32], np.ones(32), arch)  # gives the reduction cell's ops Adam moments
+    dead_ops = [name for name in supernet.pool.layers if re.match(r"cell1_n\d+_", name)
+                and name in {layer.name for layer in build_model(space.decode(arch), SPEC, 10, [8.0], [36.0]).layers}]
+    assert dead_ops
+    kept = {name: [np.asarray(w).copy() for w in supernet.pool.layers[name].weights] for name in dead_ops}
+    supernet.train_step(x[32:64], y[32:64], np.ones(32), bypass)
+    for name in dead_ops:
+        for w, before in zip(supernet.pool.layers[name].weights, kept[name]):
+            np.testing.assert_array_equal(np.asarray(w), before, err_msg=name)
+    np.testing.assert_allclose(supernet.inherit(child).predict(x[:64].astype("float32"), verbose=0),
+                               supernet.predict_child(x[:64], bypass), atol=1e-5)
+
+
 def test_controller_update_raises_the_log_probability_of_a_rewarded_architecture():
     space = MicroSearchSpace((28, 28))
     controller = Controller(space.decision_sizes, seed=0)

@@ -28,8 +28,11 @@ class FixedChoices:
     def pick(self, key, candidates):
         return candidates[self.values[key]]
 
-    def pick_op(self, key, x, ops):
+    def pick_op(self, key, x, ops, live=True):
         return ops[self.values[key]](x)
+
+    def cells_live(self, kinds, num_nodes):
+        return [True] * len(kinds)  # Keras leaves out the layers the output does not depend on
 
     def add_chosen(self, base, flagged, name):
         chosen = [tensor for key, tensor in flagged if self.values[key]]
@@ -83,7 +86,26 @@ class TensorChoices:
 
         return chosen(*candidates)
 
-    def pick_op(self, key, x, ops):
+    def cells_live(self, kinds, num_nodes):
+        """For each cell of `kinds` ("normal" or "reduce"), whether the network's output depends on it.
+
+        A cell's output is the first input of the next cell and the second of
+        the one after; a cell whose wiring reads neither is dead, and so is a
+        cell that only dead cells read. The last cell is the output.
+        """
+        def reads(kind, source):  # whether a cell of `kind` reads its input `source` (0 or 1)
+            return tf.reduce_any(tf.stack([tf.equal(self.value(f"{kind}/n{i}/in{slot}"), source)
+                                           for i in range(num_nodes) for slot in (0, 1)]))
+
+        live = [True] * len(kinds)
+        for c in reversed(range(len(kinds) - 1)):
+            read = tf.logical_and(live[c + 1], reads(kinds[c + 1], 0))
+            if c + 2 < len(kinds):
+                read = tf.logical_or(read, tf.logical_and(live[c + 2], reads(kinds[c + 2], 1)))
+            live[c] = read
+        return live
+
+    def pick_op(self, key, x, ops, live=True):
         """`ops[choice](x)`, differentiated in a backward branch of the chosen op alone.
 
         Plain `tf.switch_case` gradients make every branch export the
@@ -102,8 +124,14 @@ class TensorChoices:
         CPU (measured: about twice the step time) but leaves the update to the
         caller: a replica must all-reduce gradients before it applies them,
         which `tf.distribute` cannot do inside a branch.
+
+        Where `live` is False (a tensor: see `cells_live`), nothing runs:
+        the choice takes a branch of its own that returns zeros.
         """
         index = self.value(key)
+        if live is not True:
+            index = tf.where(live, index, len(ops))
+            ops = [*ops, path.Skipped(ops[0].filters)]
         site = [()] * len(ops)  # each candidate op's variables, filled in as the backward pass is traced
         self.sites.append((index, site))
 
@@ -167,9 +195,12 @@ class AllChoices:
     def pick(self, key, candidates):
         return candidates[0]
 
-    def pick_op(self, key, x, ops):
+    def pick_op(self, key, x, ops, live=True):
         outputs = [op(x) for op in ops]
         return outputs[0]
+
+    def cells_live(self, kinds, num_nodes):
+        return [True] * len(kinds)
 
     def add_chosen(self, base, flagged, name):
         for _, tensor in flagged:
@@ -200,21 +231,20 @@ def macro_body(x, filters, depths, stem_strides, choices, pool):
 def cell_body(x, filters, num_stages, cells_per_stage, num_nodes, stem_strides, choices, pool):
     """A stem and a stack of normal cells, with a reduction cell between stages."""
     x = stem(x, filters, stem_strides, pool)
+    kinds = ["normal"] * cells_per_stage
+    for _ in range(1, num_stages):
+        kinds += ["reduce"] + ["normal"] * cells_per_stage
+    live = choices.cells_live(kinds, num_nodes)
     previous, before = x, x
-    index = 0
-    for s in range(num_stages):
-        kinds = ["normal"] * cells_per_stage
-        if s > 0:
+    for index, kind in enumerate(kinds):
+        if kind == "reduce":
             filters *= 2
-            kinds.insert(0, "reduce")
-        for kind in kinds:
-            output = _cell(kind, previous, before, filters, num_nodes, f"cell{index}", choices, pool)
-            previous, before = output, previous
-            index += 1
+        output = _cell(kind, previous, before, filters, num_nodes, f"cell{index}", choices, pool, live[index])
+        previous, before = output, previous
     return previous
 
 
-def _cell(kind, previous, before, filters, num_nodes, name, choices, pool):
+def _cell(kind, previous, before, filters, num_nodes, name, choices, pool, live):
     side = previous.shape[1]
     if kind == "reduce":
         side = (side + 1) // 2
@@ -230,6 +260,7 @@ def _cell(kind, previous, before, filters, num_nodes, name, choices, pool):
             input_keys.append(input_key)
             source = choices.pick(input_key, list(tensors))
             summands.append(choices.pick_op(f"{kind}/n{i}/op{slot}", source,
-                                            [Op(op, filters, f"{name}_n{i}_{slot}_{op}", pool) for op in CELL_OP_NAMES]))
+                                            [Op(op, filters, f"{name}_n{i}_{slot}_{op}", pool) for op in CELL_OP_NAMES],
+                                            live))
         tensors.append(pool(layers.Add, f"{name}_n{i}_add")(summands))
     return choices.mean_of_loose_ends(tensors[2:], input_keys, name=f"{name}_out")

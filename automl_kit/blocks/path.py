@@ -37,9 +37,26 @@ _STRIDES = [1, 1, 1, 1]
 _DILATIONS = [1, 1, 1, 1]
 
 
+class Skipped:
+    """The op at a place whose result nothing reads, in a cell no later cell reads.
+
+    The standalone child has no such cell (Keras keeps only the layers its
+    output depends on), so in the supernet it computes nothing either, and
+    its ops' weights and Adam moments stay as they are.
+    """
+
+    op = "skipped"
+
+    def __init__(self, filters):
+        self.filters = filters
+
+    def __call__(self, x):
+        return tf.zeros_like(x)
+
+
 def differentiates(op):
     """Whether `backward` differentiates `op` (an `ops.Op`); if not, the op is recomputed under a tape."""
-    return op.op in CONV_OPS or op.op in ("avgpool3x3", "identity")
+    return op.op in CONV_OPS or op.op in ("avgpool3x3", "identity", Skipped.op)
 
 
 def forward(op, x):
@@ -70,6 +87,8 @@ def backward(op, x, saved, dy):
     """(dx, variables, their gradients) of `op` at input `x`, from what `forward` saved."""
     if op.op == "identity":
         return dy, [], []
+    if op.op == Skipped.op:
+        return tf.zeros_like(dy), [], []
     if op.op == "avgpool3x3":
         layer = op.pool.layers[f"{op.prefix}_avgpool"]
         dx = tf.raw_ops.AvgPoolGrad(orig_input_shape=tf.shape(x), grad=dy, ksize=[1, *layer.pool_size, 1],
