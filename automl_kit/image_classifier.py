@@ -33,6 +33,11 @@ MIXED_PRECISION_SETTINGS = (False, True, "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE_SETTINGS = ("auto", True, False)
 
 
+def _is_positive_int(value):
+    """Whether `value` is an int (Python's or numpy's) of at least 1."""
+    return isinstance(value, (int, np.integer)) and value >= 1
+
+
 def _fingerprint(*arrays):
     """Shapes and a hash of a sample of each array: enough to tell datasets apart cheaply."""
     digest = hashlib.sha256()
@@ -250,12 +255,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         started = time.monotonic()
         epochs = epochs if epochs is not None else self.epochs
         epochs_until_deadline = epochs is None and budget is not None
-        if epochs is not None and (not isinstance(epochs, (int, np.integer)) or epochs < 1):
+        if epochs is not None and not _is_positive_int(epochs):
             raise ValueError(f"epochs must be a positive int or None; got {epochs!r}.")
         if epochs is None:
             # Under a time budget, training runs as long as the budget allows.
             epochs = DEFAULT_EPOCHS if budget is None else EPOCHS_UNTIL_DEADLINE
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not _is_positive_int(batch_size):
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
         if batch_size < strategy.num_replicas_in_sync:
             raise ValueError(f"batch_size={batch_size} is smaller than the {strategy.num_replicas_in_sync} replicas of "
@@ -439,26 +444,23 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         if self.mixed_precision not in MIXED_PRECISION_SETTINGS:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION_SETTINGS}; got {self.mixed_precision!r}.")
         self._search_space_settings()
-        if not isinstance(self.max_trials, (int, np.integer)) or self.max_trials < 1:
+        if not _is_positive_int(self.max_trials):
             raise ValueError(f"max_trials must be a positive int; got {self.max_trials!r}.")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}; got {self.objective!r}.")
         if self.seed is not None and not isinstance(self.seed, (int, np.integer)):
             raise ValueError(f"seed must be an int or None; got {self.seed!r}.")
-        if self.max_model_size is not None and (
-            not isinstance(self.max_model_size, (int, np.integer)) or self.max_model_size < 1
-        ):
+        if self.max_model_size is not None and not _is_positive_int(self.max_model_size):
             raise ValueError(f"max_model_size must be a positive int or None; got {self.max_model_size!r}.")
         if self.time_limit is not None and not (
             isinstance(self.time_limit, (int, float, np.number)) and self.time_limit > 0
         ):
             raise ValueError(f"time_limit must be a positive number of seconds or None; got {self.time_limit!r}.")
-        if not isinstance(self.max_consecutive_failed_trials, (int, np.integer)) or self.max_consecutive_failed_trials < 1:
+        if not _is_positive_int(self.max_consecutive_failed_trials):
             raise ValueError(
                 f"max_consecutive_failed_trials must be a positive int; got {self.max_consecutive_failed_trials!r}."
             )
-        if not isinstance(self.keep_weights, (int, np.integer)) or isinstance(self.keep_weights, bool) \
-                or self.keep_weights < 1:
+        if not _is_positive_int(self.keep_weights) or isinstance(self.keep_weights, bool):
             raise ValueError(f"keep_weights must be a positive int (the best trial's weights are always kept); "
                              f"got {self.keep_weights!r}.")
         if self.class_weight is not None and self.class_weight != "balanced" and not isinstance(self.class_weight, dict):

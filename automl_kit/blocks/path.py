@@ -97,7 +97,7 @@ def backward(op, x, saved, dy):
     a, b, c, mean, variance = saved
     _, conv, bn = _layers(op)
     gamma, beta = bn.gamma.value, bn.beta.value
-    dc, d_gamma, d_beta = _batch_norm_gradients(bn, c, mean, variance, dy)
+    dc, d_gamma, d_beta = _batch_norm_gradients(bn, gamma, c, mean, variance, dy)
     if op.op.startswith("sep"):
         depthwise, pointwise = conv.depthwise_kernel.value, conv.pointwise_kernel.value
         db, d_pointwise = _conv_gradients(b, tf.cast(pointwise, b.dtype), dc, "VALID")
@@ -150,8 +150,9 @@ def _batch_norm_training(bn, x):
     return kops.cast(outputs, bn.compute_dtype), mean, variance
 
 
-def _batch_norm_gradients(bn, x, mean, variance, dy):
-    """(dx, dgamma, dbeta) of batch normalisation with batch statistics, at input `x` and output gradient `dy`.
+def _batch_norm_gradients(bn, gamma, x, mean, variance, dy):
+    """(dx, dgamma, dbeta) of batch normalisation `bn` (scale `gamma`) with batch statistics, at input `x`
+    and output gradient `dy`.
 
     With x_hat = (x - mean) / sqrt(variance + epsilon) over the n values of
     each channel: dbeta = sum(dy), dgamma = sum(dy * x_hat), and
@@ -165,5 +166,5 @@ def _batch_norm_gradients(bn, x, mean, variance, dy):
     d_beta = tf.reduce_sum(dy32, axes)
     d_gamma = tf.reduce_sum(dy32 * x_hat, axes)
     n = tf.cast(tf.size(x32) // tf.shape(x32)[-1], tf.float32)
-    dx = (bn.gamma.value * inverse_std) * (dy32 - d_beta / n - x_hat * (d_gamma / n))
+    dx = (gamma * inverse_std) * (dy32 - d_beta / n - x_hat * (d_gamma / n))
     return tf.cast(dx, x.dtype), d_gamma, d_beta
