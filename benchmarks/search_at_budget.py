@@ -46,11 +46,15 @@ def load(data_dir, name):
 
 
 def git_commit():
+    """The short hash of HEAD, with "+changes" when the code differs from it (results aside)."""
+    here = os.path.dirname(__file__)
     try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
-                                       cwd=os.path.dirname(__file__)).strip()
+        commit = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, cwd=here).strip()
+        changed = subprocess.check_output(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                           ":(exclude)benchmarks/results"], text=True, cwd=os.path.dirname(here))
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return commit + ("+changes" if changed.strip() else "")
 
 
 def append_row(path, header, row):

@@ -104,7 +104,12 @@ def test_a_shared_step_trains_only_the_childs_path_as_the_child_alone(space, see
         for s, a, b in zip(shared, alone, before[name]):
             s, a, b = np.asarray(s), np.asarray(a), np.asarray(b)
             assert np.abs(s - b).max() > 5e-4, name  # the step moved it (Adam's first step is ~lr)
-            np.testing.assert_allclose(s, a, atol=1e-4, err_msg=name)
+            # Adam's first step is lr * g / (|g| + 1e-7): +-lr wherever the gradient is well above
+            # 1e-7. Below, the gradient is float rounding, which the step scales up to as much as lr.
+            full = np.abs(a - b) > 0.9 * training.LEARNING_RATE
+            assert full.mean() > 0.9, name
+            np.testing.assert_allclose(s[full], a[full], atol=1e-4, err_msg=name)
+            assert np.abs(s - b).max() <= 1.001 * training.LEARNING_RATE, name
     moved_off_path = [name for name, layer in supernet.pool.layers.items() if name not in on_path and any(
         not np.array_equal(np.asarray(w), b) for w, b in zip(layer.trainable_weights, before[name]))]
     assert moved_off_path == []
@@ -124,8 +129,8 @@ def test_a_shared_step_trains_only_the_childs_path_as_the_child_alone(space, see
 
 def test_a_cell_that_no_later_cell_reads_is_left_out_as_in_the_child(small_digits):
     """A cell whose output no later cell reads is not in the standalone child (Keras keeps only
-    the layers the output depends on); the supernet's step neither runs it nor moves its ops'
-    weights with their Adam moments."""
+    the layers the output depends on); the supernet's step neither runs it nor moves the weights
+    of its ops and input calibrations with their Adam moments."""
     space = MicroSearchSpace((8, 8), num_nodes=2)  # cells: normal, reduce, normal
     supernet = _supernet(space)
     x, y = small_digits
@@ -137,7 +142,7 @@ def test_a_cell_that_no_later_cell_reads_is_left_out_as_in_the_child(small_digit
     child = build_model(space.decode(bypass), SPEC, 10, [8.0], [36.0])
     assert not [layer.name for layer in child.layers if layer.name.startswith("cell1_")]
     supernet.train_step(x[:32], y[:32], np.ones(32), arch)  # gives the reduction cell's ops Adam moments
-    dead_ops = [name for name in supernet.pool.layers if re.match(r"cell1_n\d+_", name)
+    dead_ops = [name for name in supernet.pool.layers if re.match(r"cell1_(n\d+|in\d)_", name)
                 and name in {layer.name for layer in build_model(space.decode(arch), SPEC, 10, [8.0], [36.0]).layers}]
     assert dead_ops
     kept = {name: [np.asarray(w).copy() for w in supernet.pool.layers[name].weights] for name in dead_ops}

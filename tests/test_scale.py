@@ -56,3 +56,83 @@ def test_bad_mixed_precision_is_refused_before_training(small_digits, value):
     x, y = small_digits
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
         ImageClassifier(mixed_precision=value).fit(x, y)
+
+
+def _fit_inputs(monkeypatch):
+    """Records the `x` of every `keras.Model.fit` call."""
+    seen, real_fit = [], keras.Model.fit
+
+    def fit(model, x=None, *args, **kwargs):
+        seen.append(np.asarray(x))
+        return real_fit(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    return seen
+
+
+def test_training_reads_images_on_the_device_by_index_and_learns_as_from_the_host(small_digits, monkeypatch):
+    from automl_kit.blocks.builder import build_model
+    from automl_kit.tuner import device_data, training
+
+    x, y = small_digits
+    x = x[..., None].astype("float32")
+    arch = MicroSearchSpace((8, 8), num_nodes=2).sample(np.random.default_rng(0))
+    seen = _fit_inputs(monkeypatch)
+
+    def trained(limit):
+        monkeypatch.setattr(device_data, "MAX_RESIDENT_BYTES", limit)
+        keras.utils.set_random_seed(0)
+        model = build_model(arch, InputSpec((8, 8), (8, 8, 1)), 10, [0.0], [1.0])
+        history = training.train(model, x[:300], y[:300], epochs=2, batch_size=32,
+                                 validation_data=(x[300:], y[300:]), objective="val_accuracy")
+        return model, history
+
+    streamed, streamed_history = trained(0)  # too large to hold: fit streams the images
+    assert seen[0].shape[1:] == (8, 8, 1)
+    model, history = trained(2**31)
+    # fit got the row indices only, repeated to fill MIN_STEPS_PER_EPOCH batches
+    assert seen[1].ndim == 1 and np.issubdtype(seen[1].dtype, np.integer)
+    assert sorted(set(seen[1].tolist())) == list(range(300))
+    # The same seed, the same batches: the same weights as streaming the images gives.
+    assert history["val_accuracy"] == streamed_history["val_accuracy"]
+    for a, b in zip(model.get_weights(), streamed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Afterwards the model is plain again: it predicts from images and trains on them.
+    assert "train_step" not in vars(model) and model.predict(x[:5], verbose=0).shape == (5, 10)
+    model.fit(x[:64], y[:64], epochs=1, verbose=0)
+
+
+def test_the_supernet_phase_copies_its_images_to_the_device_once(small_digits, monkeypatch):
+    import tensorflow as tf
+
+    from automl_kit.tuner import enas
+
+    copies, fed, real_on_device, real_step = [], [], enas.on_device, Supernet.train_step
+
+    def on_device(images, strategy):
+        copies.append(len(images))
+        return real_on_device(images, strategy)
+
+    def train_step(self, x, *args):
+        fed.append(tf.is_tensor(x))
+        return real_step(self, x, *args)
+
+    monkeypatch.setattr(enas, "on_device", on_device)
+    monkeypatch.setattr(Supernet, "train_step", train_step)
+    x, y = small_digits
+    clf = ImageClassifier(tuner="enas", search_space="macro", max_trials=1, seed=0).fit(x, y, epochs=2, verbose=0)
+    assert [r["epoch"] for r in clf.supernet_history_] == [1, 2]
+    assert len(copies) == 2 and sum(copies) == len(x)  # the training and validation images, once each
+    assert len(fed) >= 2 and all(fed)  # every step got a batch gathered on the device, no numpy copy
+
+
+def test_several_replicas_keep_the_images_on_the_host():
+    import tensorflow as tf
+
+    from automl_kit.tuner import device_data
+
+    images = np.zeros((4, 8, 8, 1), np.float32)
+    assert tf.is_tensor(device_data.on_device(images, tf.distribute.get_strategy()))
+    on_host = device_data.on_device(images, tf.distribute.OneDeviceStrategy("/cpu:0"))
+    assert isinstance(on_host, np.ndarray)
+    np.testing.assert_array_equal(device_data.take(on_host, [1, 3]), images[[1, 3]])

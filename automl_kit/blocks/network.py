@@ -34,6 +34,9 @@ class FixedChoices:
     def cells_live(self, kinds, num_nodes):
         return [True] * len(kinds)  # Keras leaves out the layers the output does not depend on
 
+    def if_live(self, live, compute, batch_like, prefixes):
+        return compute()
+
     def add_chosen(self, base, flagged, name):
         chosen = [tensor for key, tensor in flagged if self.values[key]]
         return self.pool(layers.Add, name)([base, *chosen]) if chosen else base
@@ -104,6 +107,37 @@ class TensorChoices:
                 read = tf.logical_or(read, tf.logical_and(live[c + 2], reads(kinds[c + 2], 1)))
             live[c] = read
         return live
+
+    def if_live(self, live, compute, batch_like, prefixes):
+        """`compute()` (a list of tensors) where `live` holds, zeros of the same shapes where not.
+
+        For the layers of a cell outside its op choices (its input
+        calibrations, named `prefix_...` in the pool). Their variables form a site
+        of their own, updated only where the cell is live, so a dead cell's
+        layers keep their weights and Adam moments, as in a child that has
+        no such layers. `batch_like` is a tensor with the batch's size first.
+        """
+        if live is True:
+            return compute()
+        if tf.executing_eagerly():  # only in inference (`Supernet.predict_child`): no state to keep
+            return compute() if bool(live) else [tf.zeros_like(o) for o in compute()]
+        shapes = []
+
+        def computed():
+            outputs = compute()
+            shapes.extend((o.shape, o.dtype) for o in outputs)
+            return outputs
+
+        def skipped():  # traced after `computed`, so the shapes are known
+            batch = tf.shape(batch_like)[:1]
+            return [tf.zeros(tf.concat([batch, shape[1:]], 0), dtype) for shape, dtype in shapes]
+
+        outputs = tf.cond(live, computed, skipped)
+        starts = tuple(f"{prefix}_" for prefix in prefixes)
+        own = [v.value for name, layer in self.pool.layers.items() if name.startswith(starts)
+               for v in layer.trainable_variables]
+        self.sites.append((tf.where(live, 0, 1), [own, ()]))
+        return [tf.ensure_shape(o, shape) for o, (shape, _) in zip(outputs, shapes)]
 
     def pick_op(self, key, x, ops, live=True):
         """`ops[choice](x)`, differentiated in a backward branch of the chosen op alone.
@@ -202,6 +236,9 @@ class AllChoices:
     def cells_live(self, kinds, num_nodes):
         return [True] * len(kinds)
 
+    def if_live(self, live, compute, batch_like, prefixes):
+        return compute()
+
     def add_chosen(self, base, flagged, name):
         for _, tensor in flagged:
             base = base + tensor
@@ -248,10 +285,9 @@ def _cell(kind, previous, before, filters, num_nodes, name, choices, pool, live)
     side = previous.shape[1]
     if kind == "reduce":
         side = (side + 1) // 2
-    tensors = [
-        calibrate(previous, filters, f"{name}_in0", pool, halve=previous.shape[1] != side),
-        calibrate(before, filters, f"{name}_in1", pool, halve=before.shape[1] != side),
-    ]
+    calibrations = {f"{name}_in0": previous, f"{name}_in1": before}
+    tensors = choices.if_live(live, lambda: [calibrate(x, filters, prefix, pool, halve=x.shape[1] != side)
+                                             for prefix, x in calibrations.items()], previous, list(calibrations))
     input_keys = []
     for i in range(num_nodes):
         summands = []

@@ -29,6 +29,7 @@ import numpy as np
 from automl_kit.blocks.architecture import architecture_from_dict
 from automl_kit.tuner.base import SearchStrategy, forgetting_custom_gradients, release_memory
 from automl_kit.tuner.controller import Controller
+from automl_kit.tuner.device_data import on_device, take
 from automl_kit.tuner.progress import Progress
 from automl_kit.tuner.supernet import Supernet
 
@@ -83,10 +84,12 @@ class SharedWeightSearch(SearchStrategy):
                             dtype_policy=data.dtype_policy, strategy=data.strategy)
         controller = self._make_controller() if self.learns_policy else None
         state = self._restore(state, supernet, controller, progress)
+        # Copied to the device once for the whole phase, where they fit (see device_data).
+        images = (on_device(data.x_train, supernet.strategy), on_device(data.x_val, supernet.strategy))
         deadline = None if budget is None else budget.start + SUPERNET_SHARE * budget.seconds
-        state = self._train_supernet(state, supernet, controller, data, epochs, batch_size, deadline, progress)
+        state = self._train_supernet(state, supernet, controller, data, images, epochs, batch_size, deadline, progress)
         deadline = None if budget is None else budget.start + DERIVE_SHARE * budget.seconds
-        return self._derive(state, supernet, controller, data, max_trials, deadline, progress)
+        return self._derive(state, supernet, controller, data, images[1], max_trials, deadline, progress)
 
     def _make_controller(self):
         space = self.search_space
@@ -100,7 +103,8 @@ class SharedWeightSearch(SearchStrategy):
         decisions, _, entropy = controller.sample(rng)
         return decisions, entropy
 
-    def _train_supernet(self, state, supernet, controller, data, epochs, batch_size, deadline, progress):
+    def _train_supernet(self, state, supernet, controller, data, images, epochs, batch_size, deadline, progress):
+        """Trains the supernet's shared weights (and the controller) epoch by epoch, from `images`: (train, validation)."""
         n_train = len(data.x_train)
         steps = min(math.ceil(n_train / batch_size), MAX_SHARED_STEPS_PER_EPOCH)
         weights = data.w_train if data.w_train is not None else np.ones(n_train, np.float32)
@@ -119,7 +123,7 @@ class SharedWeightSearch(SearchStrategy):
                     # Always a full batch, wrapping around: every replica gets its share.
                     batch = order[np.arange(step * batch_size, (step + 1) * batch_size) % n_train]
                     decisions, _ = self._sample(None if warmup else controller, rng)
-                    losses.append(supernet.train_step(data.x_train[batch], data.y_train[batch], weights[batch], decisions))
+                    losses.append(supernet.train_step(take(images[0], batch), data.y_train[batch], weights[batch], decisions))
                     if deadline is not None and time.monotonic() >= deadline:
                         break
                 losses = [float(loss) for loss in losses]  # read back once per epoch, not per step
@@ -127,7 +131,7 @@ class SharedWeightSearch(SearchStrategy):
                     raise FloatingPointError("the supernet's training loss became NaN or infinite.")
                 record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "shared_steps": len(losses),
                           "replicas": supernet.strategy.num_replicas_in_sync}
-                record.update(self._controller_epoch(supernet, controller, data, rng, warmup))
+                record.update(self._controller_epoch(supernet, controller, data, images[1], rng, warmup))
                 record["seconds"] = time.monotonic() - started
                 state = dict(state, epochs_done=epoch + 1, history=[*state.get("history", []), record])
                 self._checkpoint(state, supernet, controller)
@@ -138,7 +142,7 @@ class SharedWeightSearch(SearchStrategy):
                                  entropy=record.get("mean_entropy"))
         return state
 
-    def _controller_epoch(self, supernet, controller, data, rng, warmup):
+    def _controller_epoch(self, supernet, controller, data, x_val, rng, warmup):
         """ENAS's controller phase: sample, reward with validation accuracy, REINFORCE."""
         if controller is None or warmup:
             return {}
@@ -146,14 +150,14 @@ class SharedWeightSearch(SearchStrategy):
         for _ in range(CONTROLLER_STEPS_PER_EPOCH):
             decisions, entropy = self._sample(controller, rng)
             batch = rng.choice(len(data.x_val), min(REWARD_BATCH_SIZE, len(data.x_val)), replace=False)
-            accuracy = supernet.accuracy(data.x_val[batch], data.y_val[batch], decisions)
+            accuracy = supernet.accuracy(take(x_val, batch), data.y_val[batch], decisions)
             controller.update(decisions, accuracy + controller.entropy_weight * entropy)
             rewards.append(accuracy)
             entropies.append(entropy)
         return {"mean_reward": float(np.mean(rewards)), "mean_entropy": float(np.mean(entropies)),
                 "controller_steps": CONTROLLER_STEPS_PER_EPOCH, "baseline": float(controller.baseline)}
 
-    def _derive(self, state, supernet, controller, data, max_trials, deadline, progress):
+    def _derive(self, state, supernet, controller, data, x_val, max_trials, deadline, progress):
         """Scores sampled architectures with the shared weights; keeps the `max_trials` best."""
         rng = np.random.default_rng([self.seed, 1_000_000])
         count = min(SCORING_SAMPLES, len(data.x_val))
@@ -171,7 +175,7 @@ class SharedWeightSearch(SearchStrategy):
                 key = tuple(decisions)
                 if key in scored:
                     continue
-                accuracies = [supernet.accuracy(data.x_val[b], data.y_val[b], decisions) for b in batches]
+                accuracies = [supernet.accuracy(take(x_val, b), data.y_val[b], decisions) for b in batches]
                 scored[key] = float(np.average(accuracies, weights=[len(b) for b in batches]))
                 progress.status(bar, best=max(scored.values()))
         ranked = sorted(scored.items(), key=lambda item: -item[1])

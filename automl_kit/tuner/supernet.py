@@ -140,12 +140,13 @@ class Supernet(keras.Model):
         gradient_of = {v.ref(): g for v, g in zip(variables, gradients)}
         # Alone, the chosen ops' variables were updated in the backward pass, so
         # their gradients here are None. Replicated, they come out of it, all-reduced
-        # above, and the chosen op's variables of each site are updated now.
+        # above, and the chosen op's variables of each site are updated now, as are
+        # the input calibrations of each live cell (see `TensorChoices.if_live`).
         on_sites = {v.ref() for _, site in sites for own in site for v in own}
         always = [v for v in variables if v.ref() not in on_sites and gradient_of[v.ref()] is not None]
         optimizer.update(always, [gradient_of[v.ref()] for v in always], step)
-        if replicated:
-            for index, site in sites:
+        for index, site in sites:
+            if any(gradient_of[v.ref()] is not None for own in site for v in own):
                 tf.switch_case(index, [self._path_update(own, gradient_of, step) for own in site])
         optimizer.finish_step()
         return loss
@@ -170,17 +171,17 @@ class Supernet(keras.Model):
         """
         weights = np.asarray(weights, np.float32)
         weights = weights / max(float(weights.sum()), 1e-12)
-        batch = split_batch(self.strategy, np.asarray(x, np.float32), np.asarray(y, np.int32), weights)
+        batch = split_batch(self.strategy, _images(x), np.asarray(y, np.int32), weights)
         return self._train_step(*batch, np.asarray(arch, np.int32))
 
     def accuracy(self, x, y, arch):
         """The accuracy of child `arch` (encoded) on a batch, with batch statistics."""
-        batch = split_batch(self.strategy, np.asarray(x, np.float32), np.asarray(y, np.int32))
+        batch = split_batch(self.strategy, _images(x), np.asarray(y, np.int32))
         return float(self._accuracy(*batch, np.asarray(arch, np.int32))) / len(y)
 
     def predict_child(self, x, arch):
         """Probabilities of child `arch` in inference mode (moving statistics)."""
-        return keras.ops.convert_to_numpy(self.call((_images(x), tf.constant(arch, tf.int32)), training=False))
+        return keras.ops.convert_to_numpy(self.call((tf.convert_to_tensor(_images(x)), tf.constant(arch, tf.int32)), training=False))
 
     def inherit(self, model):
         """Loads the shared weights of `model`'s path into `model`, a child built by `build_model`."""
@@ -235,4 +236,5 @@ class FusedAdam:
 
 
 def _images(x):
-    return tf.convert_to_tensor(np.asarray(x, np.float32))
+    """A batch of images as float32: a tensor stays where it is (see `device_data`)."""
+    return tf.cast(x, tf.float32) if tf.is_tensor(x) else np.asarray(x, np.float32)

@@ -1,5 +1,6 @@
 """Training one Keras model: used by every trial and by the final model alike."""
 
+import contextlib
 import copy
 import math
 import os
@@ -7,7 +8,9 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from automl_kit.tuner import device_data
 from automl_kit.tuner.across_workers import fit_across_workers
 from automl_kit.tuner.distribute import workers
 
@@ -24,8 +27,6 @@ def grow_gpu_memory():
     Only possible before TensorFlow first uses the GPU; after that (another
     model already ran in this process) the setting stays as it was.
     """
-    import tensorflow as tf
-
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -161,8 +162,6 @@ def halving_batch_on_oom(train_at, batch_size):
     `train_at` must build its model afresh: a model that ran out of memory
     mid-step is not reused. Below a batch of 1 the error is raised.
     """
-    import tensorflow as tf
-
     while True:
         try:
             return train_at(batch_size), batch_size
@@ -215,15 +214,13 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
     """
     started = time.monotonic() if started is None else started
     repeats = math.ceil(MIN_STEPS_PER_EPOCH * batch_size / len(x))
-    if repeats > 1:
-        x, y = np.tile(x, (repeats,) + (1,) * (x.ndim - 1)), np.tile(y, repeats)
-        sample_weight = None if sample_weight is None else np.tile(sample_weight, repeats)
-    steps_per_epoch = math.ceil(len(x) / batch_size)
+    steps_per_epoch = math.ceil(repeats * len(x) / batch_size)
     compile_for_classification(model, decay_steps=steps_per_epoch * epochs if decay == "epochs" else None,
                                jit_compile=jit_compile)
     if workers(model.distribute_strategy)[0] > 1:
         # Keras's Model.fit does not run under MultiWorkerMirroredStrategy (see across_workers.py).
         # The fit refuses a time_limit there, so there is no deadline to keep.
+        x, y, sample_weight = _repeated(repeats, x, y, sample_weight)
         history = fit_across_workers(
             model, x, y, epochs=epochs, batch_size=batch_size, sample_weight=sample_weight,
             validation_data=validation_data, monitor=objective if validation_data is not None else None,
@@ -231,7 +228,7 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
             callbacks=list(callbacks), seed=int(np.random.randint(2**31 - 1)), started=started,
         )
     else:
-        history = _fit(model, x, y, steps_per_epoch, epochs=epochs, batch_size=batch_size,
+        history = _fit(model, x, y, repeats, steps_per_epoch, epochs=epochs, batch_size=batch_size,
                        sample_weight=sample_weight, validation_data=validation_data, objective=objective,
                        callbacks=callbacks, deadline=deadline, verbose=verbose, decay=decay, started=started)
     losses = history.get("loss", [])
@@ -240,9 +237,17 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
     return {key: [float(v) for v in values] for key, values in history.items()}
 
 
-def _fit(model, x, y, steps_per_epoch, *, epochs, batch_size, sample_weight, validation_data, objective,
+def _repeated(repeats, *arrays):
+    """Each array (or None) repeated `repeats` times along its first axis."""
+    if repeats == 1:
+        return arrays
+    return tuple(None if a is None else np.tile(a, (repeats,) + (1,) * (np.ndim(a) - 1)) for a in arrays)
+
+
+def _fit(model, x, y, repeats, steps_per_epoch, *, epochs, batch_size, sample_weight, validation_data, objective,
          callbacks, deadline, verbose, decay, started):
-    """`model.fit` with the callbacks `train` promises; the history with its timings."""
+    """`model.fit` with the callbacks `train` promises, on data held on the device where it fits
+    (see `device_data`); the history with its timings."""
     timer = EpochTimer(steps_per_epoch)
     all_callbacks = [keras.callbacks.TerminateOnNaN(), timer, *callbacks]
     if decay == "deadline":
@@ -256,10 +261,20 @@ def _fit(model, x, y, steps_per_epoch, *, epochs, batch_size, sample_weight, val
         )
     if deadline is not None:
         all_callbacks.append(Deadline(deadline))
-    history = model.fit(
-        x, y, sample_weight=sample_weight, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-        callbacks=all_callbacks, verbose=verbose, shuffle=True,
-    ).history
+    strategy = model.distribute_strategy
+    train_rows = device_data.on_device(x, strategy)
+    validation_rows = None if validation_data is None else device_data.on_device(validation_data[0], strategy)
+    by_index = tf.is_tensor(train_rows) and (validation_data is None or tf.is_tensor(validation_rows))
+    if by_index:
+        x = np.arange(len(x))
+        if validation_data is not None:
+            validation_data = (np.arange(len(validation_rows)), *validation_data[1:])
+    x, y, sample_weight = _repeated(repeats, x, y, sample_weight)
+    with device_data.fitting_by_index(model, train_rows, validation_rows) if by_index else contextlib.nullcontext():
+        history = model.fit(
+            x, y, sample_weight=sample_weight, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+            callbacks=all_callbacks, verbose=verbose, shuffle=True,
+        ).history
     history = dict(history)
     history["epoch_seconds"] = [float(v) for v in timer.seconds]
     history["setup_seconds"] = [float(timer.first_step_end - started)]
