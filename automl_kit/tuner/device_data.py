@@ -44,7 +44,8 @@ def compute_device(strategy):
 
 
 def on_device(images, strategy):
-    """`images` (a numpy array) as a float32 tensor on the computing device, or as they are where they stay on the host."""
+    """`images` (a numpy array) as a float32 tensor on the computing device; as a float32
+    array where they stay on the host."""
     images = np.asarray(images, np.float32)
     device = compute_device(strategy)
     if device is None or images.nbytes > MAX_RESIDENT_BYTES:

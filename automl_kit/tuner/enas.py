@@ -104,7 +104,7 @@ class SharedWeightSearch(SearchStrategy):
         return decisions, entropy
 
     def _train_supernet(self, state, supernet, controller, data, images, epochs, batch_size, deadline, progress):
-        """Trains the supernet's shared weights (and the controller) epoch by epoch, from `images`: (train, validation)."""
+        """Trains the shared weights (and the controller) by epochs; `images` are (train, validation)."""
         n_train = len(data.x_train)
         steps = min(math.ceil(n_train / batch_size), MAX_SHARED_STEPS_PER_EPOCH)
         weights = data.w_train if data.w_train is not None else np.ones(n_train, np.float32)
@@ -123,7 +123,8 @@ class SharedWeightSearch(SearchStrategy):
                     # Always a full batch, wrapping around: every replica gets its share.
                     batch = order[np.arange(step * batch_size, (step + 1) * batch_size) % n_train]
                     decisions, _ = self._sample(None if warmup else controller, rng)
-                    losses.append(supernet.train_step(take(images[0], batch), data.y_train[batch], weights[batch], decisions))
+                    losses.append(supernet.train_step(take(images[0], batch), data.y_train[batch], weights[batch],
+                                                      decisions))
                     if deadline is not None and time.monotonic() >= deadline:
                         break
                 losses = [float(loss) for loss in losses]  # read back once per epoch, not per step

@@ -181,7 +181,8 @@ class Supernet(keras.Model):
 
     def predict_child(self, x, arch):
         """Probabilities of child `arch` in inference mode (moving statistics)."""
-        return keras.ops.convert_to_numpy(self.call((tf.convert_to_tensor(_images(x)), tf.constant(arch, tf.int32)), training=False))
+        images = tf.convert_to_tensor(_images(x))
+        return keras.ops.convert_to_numpy(self.call((images, tf.constant(arch, tf.int32)), training=False))
 
     def inherit(self, model):
         """Loads the shared weights of `model`'s path into `model`, a child built by `build_model`."""
