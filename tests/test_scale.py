@@ -126,13 +126,20 @@ def test_the_supernet_phase_copies_its_images_to_the_device_once(small_digits, m
     assert len(fed) >= 2 and all(fed)  # every step got a batch gathered on the device, no numpy copy
 
 
-def test_several_replicas_keep_the_images_on_the_host():
+def test_images_stay_on_the_host_under_another_strategy_or_when_the_device_is_full(monkeypatch):
     import tensorflow as tf
 
     from automl_kit.tuner import device_data
 
-    images = np.zeros((4, 8, 8, 1), np.float32)
-    assert tf.is_tensor(device_data.on_device(images, tf.distribute.get_strategy()))
+    images = np.arange(4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8, 1)
+    default = tf.distribute.get_strategy()
+    assert tf.is_tensor(device_data.on_device(images, default))
     on_host = device_data.on_device(images, tf.distribute.OneDeviceStrategy("/cpu:0"))
     assert isinstance(on_host, np.ndarray)
     np.testing.assert_array_equal(device_data.take(on_host, [1, 3]), images[[1, 3]])
+
+    def out_of_memory(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr(tf, "identity", out_of_memory)
+    assert isinstance(device_data.on_device(images, default), np.ndarray)
