@@ -109,9 +109,9 @@ def test_the_supernet_phase_copies_its_images_to_the_device_once(small_digits, m
 
     copies, fed, real_on_device, real_step = [], [], enas.on_device, Supernet.train_step
 
-    def on_device(images, strategy):
-        copies.append(len(images))
-        return real_on_device(images, strategy)
+    def on_device(strategy, *images):
+        copies.extend(len(a) for a in images)
+        return real_on_device(strategy, *images)
 
     def train_step(self, x, *args):
         fed.append(tf.is_tensor(x))
@@ -133,13 +133,16 @@ def test_images_stay_on_the_host_under_another_strategy_or_when_the_device_is_fu
 
     images = np.arange(4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8, 1)
     default = tf.distribute.get_strategy()
-    assert tf.is_tensor(device_data.on_device(images, default))
-    on_host = device_data.on_device(images, tf.distribute.OneDeviceStrategy("/cpu:0"))
+    assert tf.is_tensor(device_data.on_device(default, images)[0])
+    on_host, = device_data.on_device(tf.distribute.OneDeviceStrategy("/cpu:0"), images)
     assert isinstance(on_host, np.ndarray)
     np.testing.assert_array_equal(device_data.take(on_host, [1, 3]), images[[1, 3]])
+    monkeypatch.setattr(device_data, "MAX_RESIDENT_BYTES", images.nbytes)  # one fits, two together do not
+    assert tf.is_tensor(device_data.on_device(default, images)[0])
+    assert all(isinstance(a, np.ndarray) for a in device_data.on_device(default, images, images))
 
     def out_of_memory(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
     monkeypatch.setattr(tf, "identity", out_of_memory)
-    assert isinstance(device_data.on_device(images, default), np.ndarray)
+    assert isinstance(device_data.on_device(default, images)[0], np.ndarray)

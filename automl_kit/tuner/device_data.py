@@ -16,7 +16,7 @@ or `distribute.split_batch`, gives each replica its share.
 Example:
 
 >>> import numpy as np, tensorflow as tf
->>> rows = on_device(np.arange(12.0).reshape(6, 2), tf.distribute.get_strategy())
+>>> rows, = on_device(tf.distribute.get_strategy(), np.arange(12.0).reshape(6, 2))
 >>> take(rows, [4, 1]).numpy().tolist()
 [[8.0, 9.0], [2.0, 3.0]]
 """
@@ -44,16 +44,16 @@ def compute_device(strategy):
     return gpus[0].name if gpus else tf.config.list_logical_devices("CPU")[0].name
 
 
-def on_device(images, strategy):
-    """`images` (a numpy array) as a float32 tensor on the computing device; as a float32
-    array where they stay on the host."""
-    images = np.asarray(images, np.float32)
+def on_device(strategy, *images):
+    """The arrays `images`, all as float32 tensors on the computing device, or all as float32
+    arrays where they stay on the host: together they are held by one limit."""
+    images = [np.asarray(a, np.float32) for a in images]
     device = compute_device(strategy)
-    if device is None or images.nbytes > MAX_RESIDENT_BYTES:
+    if device is None or sum(a.nbytes for a in images) > MAX_RESIDENT_BYTES:
         return images
     try:
         with tf.device(device):
-            return tf.identity(tf.convert_to_tensor(images))
+            return [tf.identity(tf.convert_to_tensor(a)) for a in images]
     except tf.errors.ResourceExhaustedError:  # the device has no room left for them
         return images
 

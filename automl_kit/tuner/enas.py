@@ -85,7 +85,7 @@ class SharedWeightSearch(SearchStrategy):
         controller = self._make_controller() if self.learns_policy else None
         state = self._restore(state, supernet, controller, progress)
         # Copied to the device once for the whole phase, where they fit (see device_data).
-        images = (on_device(data.x_train, supernet.strategy), on_device(data.x_val, supernet.strategy))
+        images = on_device(supernet.strategy, data.x_train, data.x_val)
         deadline = None if budget is None else budget.start + SUPERNET_SHARE * budget.seconds
         state = self._train_supernet(state, supernet, controller, data, images, epochs, batch_size, deadline, progress)
         deadline = None if budget is None else budget.start + DERIVE_SHARE * budget.seconds

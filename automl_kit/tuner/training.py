@@ -261,10 +261,10 @@ def _fit(model, x, y, repeats, steps_per_epoch, *, epochs, batch_size, sample_we
         )
     if deadline is not None:
         all_callbacks.append(Deadline(deadline))
-    strategy = model.distribute_strategy
-    train_rows = device_data.on_device(x, strategy)
-    validation_rows = None if validation_data is None else device_data.on_device(validation_data[0], strategy)
-    by_index = tf.is_tensor(train_rows) and (validation_data is None or tf.is_tensor(validation_rows))
+    images = [x] if validation_data is None else [x, validation_data[0]]
+    train_rows, *validation_rows = device_data.on_device(model.distribute_strategy, *images)
+    validation_rows = validation_rows[0] if validation_rows else None
+    by_index = tf.is_tensor(train_rows)
     if by_index:
         x = np.arange(len(x))
         if validation_data is not None:
