@@ -1,10 +1,7 @@
 """`ImageClassifier`: the estimator facade over adapt -> search -> build -> train -> export."""
 
-import contextlib
-import hashlib
 import importlib.util
 import os
-import shutil
 import tempfile
 import time
 import warnings
@@ -12,17 +9,12 @@ import warnings
 import keras
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from automl_kit import export, report
+from automl_kit import export, pipeline, report
 from automl_kit.blocks.search_space import SEARCH_SPACES, DenseSearchSpace, MacroSearchSpace, MicroSearchSpace
-from automl_kit.data import InputSpec, LabelCoder, to_array, validation_split_indices
-from automl_kit.tuner import Project, SearchData, get_strategy
-from automl_kit.tuner import distribute, training
-from automl_kit.tuner.base import forgetting_custom_gradients, release_memory
+from automl_kit.tuner import distribute, get_strategy, training
 from automl_kit.tuner.budget import TimeBudget
-from automl_kit.tuner.progress import EpochProgress, Progress
 
 DEFAULT_EPOCHS = 10
 # With a time_limit and no epochs, the supernet, the trials (with early
@@ -36,20 +28,6 @@ JIT_COMPILE_SETTINGS = ("auto", True, False)
 def _is_positive_int(value):
     """Whether `value` is an int (Python's or numpy's) of at least 1."""
     return isinstance(value, (int, np.integer)) and value >= 1
-
-
-def _fingerprint(*arrays):
-    """Shapes and a hash of a sample of each array: enough to tell datasets apart cheaply."""
-    digest = hashlib.sha256()
-    shapes = []
-    for array in arrays:
-        if array is None:
-            shapes.append(None)
-            continue
-        step = max(1, len(array) // 256)
-        digest.update(np.ascontiguousarray(array[::step]).tobytes())
-        shapes.append([int(len(array)), *map(int, array.shape[1:]), str(array.dtype)])
-    return {"shapes": shapes, "sha256": digest.hexdigest()}
 
 
 def _model_to_bytes(model):
@@ -101,8 +79,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         max_model_size: upper bound on the parameters of any candidate model.
         time_limit: seconds for the whole `fit`, search and final training
             together. With `"enas"` and `"random_ws"`, the supernet trains
-            for the first 35%, the derivation ends by 40% and the
-            confirmation trials by 55%; the final training has the rest. When
+            for the first 25%, the derivation ends by 28% and the
+            confirmation trials by 40%; the final training has the rest. When
             less than a minute is left for confirmation, the best candidate
             instead trains until the limit and is the final model, as two
             models could not each pay their build and trace. With
@@ -164,6 +142,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         search_seconds_, final_training_seconds_: where the time of the fit
             that produced the model went.
         fit_seconds_: wall time of the last `fit`.
+        final_: how the final model was made (`tuner/final.py`): its
+            architecture (the best one, scaled), the scaling chosen and
+            the candidates measured, the training recipe, its parameters.
         search_results_: the trials as a pandas DataFrame (see `summary()`,
             `plot_search()` and `plot_architecture()` for the rest of the report).
 
@@ -279,7 +260,11 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             raise ImportError("A keras.callbacks.TensorBoard callback needs the tensorboard package: "
                               "pip install tensorboard (or 'automl_kit[tensorboard]').")
 
-        data, coder, data_fingerprint = self._adapt(x, y, sample_weight, validation_split, validation_data, strategy)
+        validate_data(self, X=x, y=y, reset=True, skip_check_array=True, ensure_2d=False)  # feature names
+        data, coder, data_fingerprint = pipeline.adapt(
+            x, y, sample_weight, validation_split, validation_data, input_shape=self.input_shape, seed=self.seed,
+            class_weight=self.class_weight, dtype_policy=self._dtype_policy(), strategy=strategy,
+            jit_compile=self.jit_compile)
         spec = data.input_spec
         space = self._make_search_space(spec)
         if self.max_model_size is not None:
@@ -290,12 +275,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                     f"search space for samples of shape {spec.input_shape} ({smallest:,} parameters). "
                     "Raise max_model_size or pass None."
                 )
-
         fingerprint = {
             **data_fingerprint,
             "settings": {
-                "tuner": self._tuner_for(spec), "search_space": self._search_space_settings(), "seed": self.seed, "objective": self.objective,
-                "max_model_size": self.max_model_size, "epochs": int(epochs), "batch_size": int(batch_size),
+                "tuner": self._tuner_for(spec), "search_space": self._search_space_settings(), "seed": self.seed,
+                "objective": self.objective, "max_model_size": self.max_model_size, "epochs": int(epochs),
+                "batch_size": int(batch_size),
                 "validation_split": None if validation_data is not None else float(validation_split),
                 "input_shape": list(spec.input_shape),
                 "image_shape": None if spec.image_shape is None else list(spec.image_shape),
@@ -303,27 +288,24 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 **({"dtype_policy": data.dtype_policy} if data.dtype_policy else {}),
             },
         }
-        with contextlib.ExitStack() as stack:
-            folder = self.directory
-            if folder is None:
-                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="automl_kit_"))
-            project = Project(os.path.join(folder, self.project_name))
-            if chief:
-                stack.enter_context(project.locked())
-                project.start(fingerprint, overwrite=self.overwrite)
-            if workers > 1:
-                distribute.broadcast(strategy, 0)  # a barrier: the chief's project is ready to read
-            if not chief:
-                project = self._worker_copy(project, stack)
-                stack.enter_context(project.locked())
-                project.start(fingerprint)
-            progress = Progress(verbose if chief else 0, deadline=None if budget is None else budget.end,
-                                log_dir=training.tensorboard_log_dir(callbacks) if chief else None,
-                                epochs_until_deadline=epochs_until_deadline)
-            try:
-                self._search_and_train(project, data, space, epochs, batch_size, callbacks, budget, progress)
-            finally:
-                progress.close()
+        result = pipeline.search_and_train(
+            data, space, fingerprint, tuner=self._tuner_for(spec), directory=self.directory,
+            project_name=self.project_name, overwrite=self.overwrite, seed=self.seed, objective=self.objective,
+            max_trials=self.max_trials, max_model_size=self.max_model_size,
+            max_consecutive_failures=self.max_consecutive_failed_trials, keep_weights=self.keep_weights,
+            epochs=epochs, until_deadline=epochs_until_deadline, batch_size=batch_size, callbacks=callbacks,
+            budget=budget, verbose=verbose, strategy=strategy)
+        self.model_ = result.model
+        self.trials_ = result.trials
+        self.best_trial_ = result.best
+        self.best_architecture_ = result.best.architecture
+        self.best_score_ = result.best.score
+        self.final_ = result.final
+        self.supernet_history_ = result.supernet_history
+        self.architectures_derived_ = result.architectures_derived
+        self.derive_seconds_ = result.derive_seconds
+        self.search_seconds_ = result.search_seconds
+        self.final_training_seconds_ = result.final_seconds
 
         self._writes_files = chief
         self.label_coder_ = coder
@@ -339,63 +321,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 "for a budget this small.", UserWarning, stacklevel=2)
         return self
 
-    @staticmethod
-    def _worker_copy(project, stack):
-        """A private copy of the chief's project for a worker that is not the chief.
-
-        The worker reads where the search stands from it (so it resumes where
-        the chief does, when `directory` is on a filesystem both see) and
-        writes only to it; the copy is deleted after `fit`.
-        """
-        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="automl_kit_worker_"))
-        copy = Project(os.path.join(scratch, os.path.basename(project.path)))
-        if os.path.isdir(project.path):
-            shutil.copytree(project.path, copy.path, ignore=shutil.ignore_patterns(os.path.basename(project.lock_path)))
-        return copy
-
     def _strategy(self):
         import tensorflow as tf
 
         return self.distribution_strategy or tf.distribute.get_strategy()
-
-    def _adapt(self, x, y, sample_weight, validation_split, validation_data, strategy=None):
-        """Checks and converts the user's data; returns (SearchData, LabelCoder, data fingerprint)."""
-        validate_data(self, X=x, y=y, reset=True, skip_check_array=True, ensure_2d=False)  # feature names
-        x = to_array(x, name="x")
-        spec = InputSpec.infer(x, self.input_shape)
-        x = x.reshape((len(x),) + spec.input_shape)
-        coder = LabelCoder().fit(y, name="y")
-        labels = coder.encode(y, name="y")
-        if len(x) != len(labels):
-            raise ValueError(f"x and y have different lengths: {len(x)} samples but {len(labels)} labels.")
-        weights = self._sample_weights(sample_weight, labels, coder)
-
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val).")
-            x_train, y_train, w_train = x, labels, weights
-            x_val = spec.conform(validation_data[0], name="validation_data[0]")
-            y_val = coder.encode(validation_data[1], name="validation_data[1]")
-            w_val = None
-            if len(x_val) != len(y_val):
-                raise ValueError(f"validation_data has {len(x_val)} samples but {len(y_val)} labels.")
-        else:
-            train_idx, val_idx = validation_split_indices(labels, validation_split, self.seed)
-            x_train, y_train, x_val, y_val = x[train_idx], labels[train_idx], x[val_idx], labels[val_idx]
-            w_train, w_val = (None, None) if weights is None else (weights[train_idx], weights[val_idx])
-
-        channels = x_train.reshape((-1, spec.network_shape[-1]))
-        data = SearchData(
-            x_train=x_train, y_train=y_train, w_train=w_train, x_val=x_val, y_val=y_val, w_val=w_val,
-            input_spec=spec, num_classes=len(coder.classes_),
-            mean=tuple(channels.mean(axis=0, dtype=np.float64)), variance=tuple(channels.var(axis=0, dtype=np.float64)),
-            dtype_policy=self._dtype_policy(), strategy=strategy, jit_compile=self.jit_compile,
-        )
-        fingerprint = {
-            "data": _fingerprint(x, labels, weights),
-            "validation": None if validation_data is None else _fingerprint(x_val, y_val),
-        }
-        return data, coder, fingerprint
 
     def _search_space_settings(self):
         """The search space as a dict: {"name": ..., and its keyword arguments}."""
@@ -466,160 +395,24 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         if self.class_weight is not None and self.class_weight != "balanced" and not isinstance(self.class_weight, dict):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}; got {self.class_weight!r}.")
 
-    def _sample_weights(self, sample_weight, labels, coder):
-        """Returns per-sample float32 weights folding in class_weight, or None when neither is given."""
-        n_classes = len(coder.classes_)
-        weights = None
-        if sample_weight is not None:
-            weights = np.asarray(sample_weight, dtype=np.float64)
-            if weights.shape != (len(labels),):
-                raise ValueError(
-                    f"sample_weight must have shape ({len(labels)},), one weight per sample; got {weights.shape}."
-                )
-            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-                raise ValueError("sample_weight must hold finite, non-negative numbers.")
-            if not np.any(weights > 0):
-                raise ValueError("sample_weight is zero for every sample; give some samples a positive weight.")
-        if self.class_weight is not None:
-            if self.class_weight == "balanced":
-                per_class = compute_class_weight("balanced", classes=np.arange(n_classes), y=labels)
-            else:
-                unknown = [k for k in self.class_weight if k not in set(coder.classes_.tolist())]
-                if unknown:
-                    raise ValueError(f"class_weight names labels not in y: {unknown[:5]}. Classes: {coder.classes_.tolist()[:10]}.")
-                per_class = np.ones(n_classes)
-                for label, weight in self.class_weight.items():
-                    per_class[coder.encode([label])[0]] = weight
-            weights = per_class[labels] * (1.0 if weights is None else weights)
-        if weights is None:
-            return None
-        if np.bincount(labels, weights=weights, minlength=n_classes).astype(bool).sum() < 2:
-            raise ValueError(
-                "After sample_weight and class_weight, only one class has a positive total weight; "
-                "a classifier needs at least two classes with weight."
-            )
-        return weights.astype(np.float32)
-
-    def _search_and_train(self, project, data, space, epochs, batch_size, callbacks, budget, progress):
-        state = project.state
-        seed = self.seed if self.seed is not None else state.get("seed")
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**31))
-            project.update_state(seed=seed)
-        strategy = get_strategy(self._tuner_for(data.input_spec))(
-            project=project, search_space=space, objective=self.objective, seed=int(seed),
-            max_model_size=self.max_model_size, max_consecutive_failures=self.max_consecutive_failed_trials,
-            keep_weights=int(self.keep_weights),
-        )
-        trials = project.load_trials()
-        # A search asked for at most as many trials as before is complete, even
-        # if a time budget or the shared-weight derivation ended it with fewer.
-        if (state.get("status") == "completed" and state.get("max_trials", len(trials)) >= self.max_trials
-                and os.path.exists(project.best_model_path)):
-            best = strategy.best_trial(trials)
-            model = keras.models.load_model(project.best_model_path)
-            progress.line(f"The search in {project.path} is complete; using its stored final model "
-                          f"(trial {best.trial_id}).")
-        else:
-            started = time.monotonic()
-            trials = strategy.search(
-                data, max_trials=self.max_trials, epochs=epochs, batch_size=batch_size,
-                callbacks=callbacks, budget=budget, progress=progress,
-            )
-            # A search resumed after it ended (the final training was cut short) keeps its seconds.
-            search_seconds = state.get("search_seconds", 0.0) + time.monotonic() - started
-            best = strategy.best_trial(trials)
-            if best is None:
-                reasons = "; ".join(f"{t.trial_id}: {t.failure_reason}" for t in trials) or "no trial ran"
-                raise RuntimeError(f"No trial completed, so there is no model to train ({reasons}).")
-            project.update_state(search_seconds=search_seconds)
-            started = time.monotonic()
-            model = self._train_final(best, strategy.final_epochs(best, epochs), data, batch_size, callbacks,
-                                      budget, seed, project, progress)
-            model.save(project.best_model_path)
-            project.update_state(status="completed", best_trial=best.trial_id, max_trials=int(self.max_trials),
-                                 final_seconds=time.monotonic() - started)
-            progress.line(f"Final model: {model.count_params():,} parameters, "
-                          f"{os.path.getsize(project.best_model_path) / 1e6:.2f} MB as .keras.")
-        shared = project.state.get("shared_weights", {})
-        self.model_ = model
-        self.trials_ = trials
-        self.supernet_history_ = shared.get("history", [])
-        self.architectures_derived_ = shared.get("derived", 0)
-        self.derive_seconds_ = shared.get("derive_seconds", 0.0)
-        self.best_trial_ = best
-        self.best_architecture_ = best.architecture
-        self.best_score_ = best.score
-        self.search_seconds_ = project.state.get("search_seconds")
-        self.final_training_seconds_ = project.state.get("final_seconds")
-
-    def _train_final(self, best, epochs, data, batch_size, callbacks, budget, seed, project, progress):
-        """Trains `best`'s architecture on training + validation data and returns the model.
-
-        From scratch for `epochs`, the learning rate decaying on a cosine, unless a time budget
-        leaves too little time for that: then the best trial's weights (kept
-        on disk) train on until the time limit, the learning rate decaying
-        over the time left, so the final model starts where its trial ended.
-        """
-        keras.utils.set_random_seed(int(seed))
-        model = data.build(best.architecture)
-        deadline, how, decay = None, "from scratch", "epochs"
-        if budget is not None:
-            deadline = budget.end
-            if budget.final_training_estimate(best, data.growth, epochs) > budget.remaining():
-                # Not enough time for the planned epochs: train until the
-                # deadline, the learning rate annealed over the time left.
-                decay, how = "deadline", "from scratch until the time limit"
-                if os.path.exists(project.weights_path(best.trial_id)):
-                    model.load_weights(project.weights_path(best.trial_id))
-                    how = "from the trial's weights until the time limit"
-                    if budget.final_training_estimate(best, data.growth, 1) > budget.remaining():
-                        progress.line(f"Less than an epoch is left: the final model is trial {best.trial_id}'s.")
-                        return model  # a fraction of an epoch would not improve on the trial
-        progress.line(f"Training the best architecture (trial {best.trial_id}, {self.objective}={best.score:.4f}) "
-                      f"{how} on training + validation data, for at most {epochs} epoch(s).")
-        weights = None
-        if data.w_train is not None:
-            weights = np.concatenate([data.w_train, data.w_val if data.w_val is not None else np.ones(len(data.y_val))])
-        x, y = np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val])
-        start_weights = model.get_weights()  # where a retry after running out of memory starts again
-        first_size = min(batch_size, best.batch_size or batch_size)  # a trial that ran out of memory tells
-
-        def train_at(size):
-            nonlocal model
-            if size != first_size:  # the device ran out of memory at twice this size
-                model = None
-                release_memory()
-                model = data.build(best.architecture)
-                model.set_weights(start_weights)
-                progress.line(f"Out of device memory: the final training starts again at batch size {size}.")
-            with progress.bar("Final training", total=epochs, unit="epoch") as bar:
-                training.train(
-                    model, x, y, sample_weight=weights, epochs=epochs, batch_size=size, deadline=deadline,
-                    callbacks=[EpochProgress(progress, bar), *training.for_run(callbacks, "final")],
-                    verbose=2 if progress.verbose >= 2 else 0, decay=decay, jit_compile=data.jit_compile,
-                )
-            return model
-
-        with forgetting_custom_gradients():
-            model, _ = training.halving_batch_on_oom(train_at, first_size)
-        return model
-
     # -------------------------------------------------------------- report --
     @property
     def search_results_(self):
         """A DataFrame with one row per trial, in order: id, status, architecture,
         params, score (the objective, from scratch), shared_score (with shared
-        weights, for `"enas"` and `"random_ws"`), epochs, seconds and failure_reason."""
+        weights, for `"enas"` and `"random_ws"`), epochs, seconds and failure_reason.
+        Its `attrs["final"]` says how the final model was made (see `final_`)."""
         check_is_fitted(self, "trials_")
-        return report.results_frame(self.trials_)
+        frame = report.results_frame(self.trials_)
+        frame.attrs["final"] = dict(getattr(self, "final_", {}))
+        return frame
 
     def summary(self):
         """Prints the best architecture, its score and size, the trials, and where the time went."""
         check_is_fitted(self, "trials_")
         print(report.summary_text(self.best_trial_, self.objective, self.model_.count_params(),
                                   self.search_seconds_, self.final_training_seconds_, self.trials_,
-                                  self.supernet_history_))
+                                  self.supernet_history_, getattr(self, "final_", {})))
 
     def plot_search(self):
         """Returns a matplotlib Figure: each trial's score and the best so far; with a

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from automl_kit.blocks.architecture import Architecture, CellArchitecture, DenseArchitecture
+from automl_kit.blocks.architecture import Architecture, CellArchitecture, DenseArchitecture, architecture_from_dict
+from automl_kit.tuner.recipe import Recipe
 from automl_kit.tuner.trial import COMPLETED
 
 RESULT_COLUMNS = ["id", "status", "architecture", "params", "score", "shared_score", "epochs", "seconds",
@@ -64,16 +65,26 @@ def results_frame(trials):
     })
 
 
-def summary_text(best_trial, objective, final_params, search_seconds, final_seconds, trials, history):
-    """The lines `ImageClassifier.summary()` prints."""
+def summary_text(best_trial, objective, final_params, search_seconds, final_seconds, trials, history, final=None):
+    """The lines `ImageClassifier.summary()` prints; `final` is how the final model was made (`tuner/final.py`)."""
     completed = sum(t.status == COMPLETED for t in trials)
     lines = [
         f"Best architecture: {best_trial.architecture}",
         f"  trial {best_trial.trial_id}: {objective}={best_trial.score:.4f}"
         + (f" (shared-weight score {best_trial.shared_score:.4f})" if best_trial.shared_score is not None else ""),
         f"  final model: {final_params:,} parameters",
-        f"Trials: {len(trials)} ({completed} completed, {len(trials) - completed} failed)",
     ]
+    final = final or {}
+    if final.get("scaling"):
+        scaling = final["scaling"]
+        measured = len(scaling.get("measured", []))
+        lines.append(f"  scaled x{scaling['width']:g} wide and x{scaling['depth']} deep ({measured} scaling(s) "
+                     f"measured): {architecture_from_dict(final['architecture'])}")
+    if final.get("how"):
+        lines.append(f"  trained {final['how']}" + (f", {final['epochs']} epoch(s)" if final.get("epochs") else ""))
+    if final.get("recipe"):
+        lines.append(f"  recipe: {Recipe(**final['recipe'])}")
+    lines.append(f"Trials: {len(trials)} ({completed} completed, {len(trials) - completed} failed)")
     if history:
         lines.append(f"Supernet: {len(history)} epoch(s)"
                      + (f", reward {history[-1]['mean_reward']:.3f} and entropy {history[-1]['mean_entropy']:.2f} "

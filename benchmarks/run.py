@@ -52,11 +52,14 @@ ROOT = os.path.dirname(HERE)
 AUTOKERAS_VENV = os.path.join(HERE, ".venv-autokeras")
 AUTOKERAS_REQUIREMENTS = ["autokeras==3.0.0", "keras==3.12.0", "tensorflow==2.20.0", "tensorboard"]
 
-SYSTEMS = ["enas", "random_ws", "random", "keras_tuner", "baseline", "autokeras"]
+SYSTEMS = ["enas", "random_ws", "random", "keras_tuner", "baseline", "resnet", "autokeras"]
 SUITES = {  # dataset -> budget in minutes
     "quick": {"digits": 1, "mnist": 1},
     # About an hour on 2 CPU cores; longer budgets with --budget-minutes.
     "full": {"digits": 1, "mnist": 3, "fashion_mnist": 1, "cifar10": 3},
+    # Issue 19's budgets: the default ImageClassifier against the fixed CNN and the hand-written
+    # ResNet (`--systems enas,baseline,resnet`), about two hours on 2 CPU cores.
+    "recipe": {"digits": 2, "fashion_mnist": 7, "mnist": 10, "cifar10": 20},
 }
 COLUMNS = ["dataset", "system", "status", "test_accuracy", "fit_seconds", "budget_seconds", "evaluated", "params",
            "peak_rss_mb", "time_to_95", "reason"]

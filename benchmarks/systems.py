@@ -19,6 +19,11 @@ Every system gets the same budget, the whole `fit` wall time:
   as KerasTuner's guide does.
 - `baseline`: the fixed CNN of `baseline_cnn`, trained on all the training
   data with Adam until the budget ends. No search.
+- `resnet`: the strong hand-written model a practitioner would write,
+  `resnet_cnn`: a 3-stage residual CNN with batch normalisation, random
+  translation (and horizontal flips for colour images, the practitioner's
+  rule for photographs), label smoothing 0.1 and AdamW on a one-cycle
+  schedule that ends exactly at the budget (`OneCycleToBudget`). No search.
 - `autokeras`: `autokeras.ImageClassifier()` with its defaults (100 trials,
   up to 1000 epochs each with early stopping). AutoKeras has no time budget,
   so a callback closes its search at 60% of the budget (the trial then
@@ -120,6 +125,59 @@ def baseline_cnn(input_shape, num_classes, x_train):
     return model
 
 
+def resnet_cnn(input_shape, num_classes, x_train, flip):
+    """The strong hand-written baseline: a small ResNet with augmentation, about 0.3M parameters.
+
+    Translation by 1/16 of the side (2 pixels at 28 and 32) and, with `flip`,
+    horizontal flips: Keras preprocessing layers, active in training only.
+    """
+    import keras
+    from keras import layers
+
+    mean, variance = channel_statistics(x_train)
+    inputs = keras.Input(input_shape)
+    x = layers.Normalization(mean=mean, variance=variance)(inputs)
+    shift = max(1, round(input_shape[0] / 16)) / input_shape[0]
+    x = layers.RandomTranslation(shift, shift, fill_mode="reflect", interpolation="nearest")(x)
+    if flip:
+        x = layers.RandomFlip("horizontal")(x)
+    x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    stages = [32, 64, 128] if min(input_shape[:2]) >= 16 else [32, 64]
+    for index, filters in enumerate(stages):
+        strides = 1 if index == 0 else 2
+        shortcut = x
+        y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+        y = layers.ReLU()(layers.BatchNormalization()(y))
+        y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+        y = layers.BatchNormalization()(y)
+        if strides != 1 or shortcut.shape[-1] != filters:
+            shortcut = layers.BatchNormalization()(
+                layers.Conv2D(filters, 1, strides=strides, use_bias=False)(shortcut))
+        x = layers.ReLU()(layers.Add()([y, shortcut]))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    optimizer = keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=5e-4)
+    model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+                  metrics=["accuracy"])
+    return model
+
+
+def one_cycle_to_budget(budget_seconds, peak=3e-3, warmup=0.15):
+    """A callback setting the learning rate from the budget clock: linear warm-up to `peak` over the
+    first `warmup` of the budget, then linear decay to 0 exactly at its end."""
+    import keras
+
+    class OneCycleToBudget(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            done = min(elapsed() / budget_seconds, 1.0)
+            rate = peak * (done / warmup if done < warmup else (1 - done) / (1 - warmup))
+            self.model.optimizer.learning_rate.assign(max(rate, peak * 1e-3))
+
+    return OneCycleToBudget()
+
+
 def cnn_hypermodel(input_shape, num_classes, x_train):
     """KerasTuner's search space: a CNN comparable to automl_kit's macro space."""
     import keras
@@ -201,6 +259,28 @@ def run_baseline(data, budget, folder, seed):
             "params": model.count_params()}
 
 
+def run_resnet(data, budget, folder, seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    data = with_channel_axis(data)
+    x_train, y_train = data["x_train"], data["y_train"]
+    num_classes = int(y_train.max()) + 1
+    model = resnet_cnn(x_train.shape[1:], num_classes, x_train, flip=x_train.shape[-1] == 3)
+
+    class TestAccuracy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            paused = time.monotonic()
+            record_progress(model.evaluate(data["x_test"], keras.utils.to_categorical(data["y_test"], num_classes),
+                                           verbose=0)[1])
+            _clock["paused"] += time.monotonic() - paused
+
+    model.fit(x_train, keras.utils.to_categorical(y_train, num_classes), batch_size=64, epochs=100_000, verbose=0,
+              callbacks=[one_cycle_to_budget(budget), budget_callback(budget), TestAccuracy()])
+    return {"predict": lambda x: model.predict(x, verbose=0).argmax(-1), "x_test": data["x_test"], "evaluated": 1,
+            "params": model.count_params()}
+
+
 def run_keras_tuner(data, budget, folder, seed):
     import keras
     import keras_tuner
@@ -237,6 +317,7 @@ SYSTEMS = {
     "random": lambda *args: run_automl_kit("random", *args),
     "keras_tuner": run_keras_tuner,
     "baseline": run_baseline,
+    "resnet": run_resnet,
     "autokeras": run_autokeras,
 }
 

@@ -141,7 +141,7 @@ def test_sorted_input_is_split_stratified(small_digits, monkeypatch):
         seen["val_labels"] = labels[val]
         return train, val
 
-    monkeypatch.setattr("automl_kit.image_classifier.validation_split_indices", spy)
+    monkeypatch.setattr("automl_kit.pipeline.validation_split_indices", spy)
     x, y = sorted_by_class(*small_digits)
     quick_fit(x, y)
     # AutoKeras would hold out the last 20%: only 8s and 9s. Ours holds out every class.

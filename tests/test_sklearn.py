@@ -26,6 +26,9 @@ FAST = dict(max_trials=1, epochs=10, seed=0, **QUICK)
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data":
         "stochastic minibatch training: integer weights and repeated rows give different batches",
+    "check_methods_sample_order_invariance":
+        "batched float32 inference: a row's place in the batch picks the matrix kernel's tail or body, which sum "
+        "in another order (differences of about 1e-6 relative, against the check's rtol of 1e-7)",
 }
 
 

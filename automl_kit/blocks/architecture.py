@@ -120,6 +120,21 @@ class Architecture(_JsonValue):
             dropout=config.get("dropout", 0.0),
         )
 
+    def scaled(self, width=1.0, depth=1):
+        """This network made `width` times wider and `depth` times deeper: each stage's layers, skips
+        included, repeated `depth` times.
+
+        >>> arch = Architecture(16, ((LayerSpec("conv3x3"), LayerSpec("sep3x3", skips=(0, 1))),))
+        >>> print(arch.scaled(width=2, depth=2))
+        32 filters | stage 1: conv3x3 > sep3x3(+0,1) > conv3x3 > sep3x3(+2,3) | dropout 0.0
+        """
+        stages = tuple(
+            tuple(LayerSpec(layer.op, tuple(s + copy * len(stage) for s in layer.skips))
+                  for copy in range(int(depth)) for layer in stage)
+            for stage in self.stages
+        )
+        return dataclasses.replace(self, filters=max(1, round(self.filters * width)), stages=stages)
+
     def decisions(self):
         """The choices that make this architecture, as {decision key: index}; see `MacroSearchSpace`."""
         values = {}
@@ -254,6 +269,17 @@ class CellArchitecture(_JsonValue):
         for kind in ("normal", "reduce"):
             config[kind] = tuple(NodeSpec(tuple(n["inputs"]), tuple(n["ops"])) for n in config[kind])
         return cls(**config)
+
+    def scaled(self, width=1.0, depth=1):
+        """This network with the same cells, `width` times the filters and `depth` times the cells per stage.
+
+        >>> cell = CellArchitecture(normal=(NodeSpec((0, 1), ("sep3x3", "identity")),),
+        ...                         reduce=(NodeSpec((0, 1), ("maxpool3x3", "sep5x5")),), filters=16, num_stages=2)
+        >>> print(cell.scaled(width=1.5, depth=2))
+        normal: 2=sep3x3(0)+identity(1) | reduce: 2=maxpool3x3(0)+sep5x5(1) | 24 filters, 2 stages of 2 cells | dropout 0.0
+        """
+        return dataclasses.replace(self, filters=max(1, round(self.filters * width)),
+                                   cells_per_stage=self.cells_per_stage * int(depth))
 
     def decisions(self):
         """The choices that make this architecture, as {decision key: index}; see `MicroSearchSpace`."""

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from automl_kit.tuner.distribute import split_batch
+from automl_kit.tuner.recipe import augment, smoothed_loss
 
 VALIDATION_BATCH_SIZE = 256
 
@@ -28,8 +29,9 @@ VALIDATION_BATCH_SIZE = 256
 class _Steps:
     """The traced train and evaluation steps of one model under its strategy."""
 
-    def __init__(self, model):
+    def __init__(self, model, recipe=None):
         self.model = model
+        self.recipe = recipe
         self.strategy = model.distribute_strategy
         self.train = tf.function(self._global(self._train_replica), reduce_retracing=True)
         self.evaluate = tf.function(self._global(self._evaluate_replica), reduce_retracing=True)
@@ -57,9 +59,16 @@ class _Steps:
         return run
 
     def _sums(self, x, y, weights, training):
-        """(weighted loss sum, weighted correct count) of one replica's shard."""
+        """(weighted loss sum, weighted correct count) of one replica's shard; in training, with the recipe's
+        augmentation and label smoothing."""
+        recipe = self.recipe if training else None
+        if recipe is not None and recipe.augments:
+            x = augment(x, recipe)
         probabilities = self.model(x, training=training)
-        losses = keras.losses.sparse_categorical_crossentropy(y, probabilities)
+        if recipe is not None and recipe.label_smoothing:
+            losses = smoothed_loss(y, probabilities, recipe.label_smoothing)
+        else:
+            losses = keras.losses.sparse_categorical_crossentropy(y, probabilities)
         correct = tf.cast(tf.equal(tf.argmax(probabilities, axis=1, output_type=tf.int32), y), tf.float32)
         return tf.reduce_sum(losses * weights), tf.reduce_sum(correct * weights)
 
@@ -78,7 +87,7 @@ class _Steps:
 
 
 def fit_across_workers(model, x, y, *, epochs, batch_size, sample_weight=None, validation_data=None,
-                       monitor=None, mode="max", patience=None, callbacks=(), seed=0, started=None):
+                       monitor=None, mode="max", patience=None, callbacks=(), seed=0, started=None, recipe=None):
     """Trains the compiled `model` on (x, y); returns its history as a dict of lists.
 
     With `validation_data` and `monitor` ("val_accuracy" or "val_loss"),
@@ -86,9 +95,10 @@ def fit_across_workers(model, x, y, *, epochs, batch_size, sample_weight=None, v
     ends with its best epoch's weights. `callbacks` get `on_epoch_end` with
     the epoch's figures. The history holds "loss", "accuracy", their "val_"
     counterparts, "epoch_seconds" and "setup_seconds", as `training.train`'s.
+    A `recipe` augments the training batches and smooths their labels.
     """
     started = time.monotonic() if started is None else started
-    steps = _Steps(model)
+    steps = _Steps(model, recipe)
     weights = np.ones(len(x), np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     history = {"loss": [], "accuracy": [], "epoch_seconds": []}

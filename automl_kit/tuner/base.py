@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from automl_kit.blocks.builder import build_model
 from automl_kit.tuner import training
+from automl_kit.tuner.recipe import Recipe, flip_test
 from automl_kit.tuner.project import KEEP_WEIGHTS
 from automl_kit.tuner.trial import COMPLETED, FAILED, Trial
 
@@ -61,6 +62,11 @@ class SearchData:
         if self.w_val is None:
             return (self.x_val, self.y_val)
         return (self.x_val, self.y_val, self.w_val)
+
+    @property
+    def image_shape(self):
+        """(H, W, C) of the images the network sees; None for tabular features."""
+        return None if self.input_spec.image_shape is None else tuple(self.input_spec.image_shape)
 
     @property
     def growth(self):
@@ -128,6 +134,10 @@ def forgetting_custom_gradients():
             for name in set(registry) - before:
                 if name.startswith("CustomGradient-"):
                     registry.pop(name, None)
+
+
+# Validation images a trial classifies plain and mirrored (a forward pass of each).
+FLIP_TEST_SAMPLES = 1000
 
 
 def _now():
@@ -205,13 +215,18 @@ class SearchStrategy(abc.ABC):
         return f"Trial {trial.trial_id}: {result} | {params} | {trial.seconds:.1f} s | {trial.architecture}"
 
     def train_trial(self, trial_id, architecture, data, *, epochs, batch_size, callbacks, deadline,
-                    seed, verbose=0, previous_trials=()):
+                    seed, verbose=0, previous_trials=(), recipe=None, decay=None):
         """Builds `architecture` from scratch, trains it with early stopping, returns its Trial.
 
         When the device runs out of memory, the trial starts again at half
         the batch size, down to 1; the batch size it trained at is recorded.
         The weights of its best epoch are kept on disk while it is among the
-        `keep_weights` best of `previous_trials` and itself.
+        `keep_weights` best of `previous_trials` and itself. It trains with
+        the trials' recipe (`Recipe.for_trial`: no flips), and its history's
+        "flip_test" holds its accuracy on up to `FLIP_TEST_SAMPLES`
+        validation images, plain and mirrored, from which the final
+        training decides whether flips keep the labels. A trial that will
+        be the final model itself passes the final `recipe` and its `decay`.
         """
         started = time.monotonic()
         trial = Trial(trial_id=trial_id, architecture=architecture, status=FAILED, started_at=_now())
@@ -229,6 +244,7 @@ class SearchStrategy(abc.ABC):
                 validation_data=data.validation_data, objective=self.objective,
                 epochs=epochs, batch_size=size, callbacks=training.for_run(callbacks, f"trial_{trial_id}"),
                 deadline=deadline, verbose=2 if verbose >= 2 else 0, started=started, jit_compile=data.jit_compile,
+                recipe=recipe or Recipe.for_trial(data.image_shape, data.mean), decay=decay,
             )
 
         try:
@@ -237,6 +253,9 @@ class SearchStrategy(abc.ABC):
             trial.history = history
             trial.epochs_run = len(history["loss"])
             trial.score, trial.best_epoch = training.best_epoch(history, self.objective)
+            if data.image_shape is not None:
+                rows = np.random.default_rng(seed).permutation(len(data.x_val))[:FLIP_TEST_SAMPLES]
+                history["flip_test"] = list(flip_test(model, data.x_val[rows], data.y_val[rows], data.image_shape))
             trial.status = COMPLETED
             keep = {t.trial_id for t in self.best_trials([*previous_trials, trial], self.keep_weights)}
             if trial_id in keep:

@@ -72,22 +72,26 @@ def fitting_by_index(model, train_rows, validation_rows=None):
 
     The model itself is unchanged (its callbacks, predictions and saved
     files see the plain model); only its train and test steps gather their
-    images first. Keras's own steps then run as they would on the images.
+    images first. The steps it had (Keras's own, or a recipe's that
+    augments: see `recipe.training_with`) then run as they would on the images.
     """
-    model_class = type(model)
+    own = {name: model.__dict__[name] for name in ("train_step", "test_step") if name in model.__dict__}
 
     def gathering(step, rows):
         def run(data):
             indices, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-            return step(model, keras.utils.pack_x_y_sample_weight(tf.gather(rows, indices), y, sample_weight))
+            return step(keras.utils.pack_x_y_sample_weight(tf.gather(rows, indices), y, sample_weight))
         return run
 
-    model.train_step = gathering(model_class.train_step, train_rows)
-    model.test_step = gathering(model_class.test_step, train_rows if validation_rows is None else validation_rows)
+    train_step, test_step = model.train_step, model.test_step
+    model.train_step = gathering(train_step, train_rows)
+    model.test_step = gathering(test_step, train_rows if validation_rows is None else validation_rows)
     model.train_function = model.test_function = None
     try:
         yield
     finally:
         del model.train_step, model.test_step
+        for name, step in own.items():
+            setattr(model, name, step)
         # Their traced functions gather from these rows; the next fit traces its own.
         model.train_function = model.test_function = None

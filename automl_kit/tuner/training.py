@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from automl_kit.tuner import device_data
+from automl_kit.tuner import device_data, recipe as recipes
 from automl_kit.tuner.across_workers import fit_across_workers
 from automl_kit.tuner.distribute import workers
 
@@ -84,27 +84,6 @@ class EpochTimer(keras.callbacks.Callback):
             self.seconds.append(float("nan"))
 
 
-class CosineToDeadline(keras.callbacks.Callback):
-    """Anneals the learning rate on a cosine over wall time, reaching 1% of it at `deadline`.
-
-    For a final training that runs until a time budget ends: a step-based
-    schedule would need the number of steps that fit, and a wrong guess
-    leaves the rate high when the deadline cuts training off.
-    """
-
-    def __init__(self, deadline, alpha=0.01):
-        super().__init__()
-        self.deadline, self.alpha = deadline, alpha
-
-    def on_train_begin(self, logs=None):
-        self.start = time.monotonic()
-
-    def on_train_batch_begin(self, batch, logs=None):
-        done = min(max((time.monotonic() - self.start) / max(self.deadline - self.start, 1e-9), 0.0), 1.0)
-        factor = self.alpha + (1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * done))
-        self.model.optimizer.learning_rate.assign(LEARNING_RATE * factor)
-
-
 def for_run(callbacks, run):
     """`callbacks`, with each TensorBoard callback copied to write under `log_dir/run`.
 
@@ -128,18 +107,24 @@ def tensorboard_log_dir(callbacks):
     return None
 
 
-def compile_for_classification(model, decay_steps=None, jit_compile="auto"):
-    """Adam at LEARNING_RATE (loss-scaled under float16); with `decay_steps`, the rate follows a cosine down to 1% of it.
+def compile_for_classification(model, decay_steps=None, jit_compile="auto", recipe=None):
+    """Compiles `model` for sparse labels, loss-scaled under float16.
 
-    Compiled in the scope of the distribution strategy the model was built
-    in, and with XLA as `jit_compile` says (Keras's "auto": on a GPU,
-    without a distribution strategy).
+    Without a `recipe`: Adam at LEARNING_RATE, as the supernet trains (the
+    tests compare a child's step with the supernet's); with `decay_steps`,
+    the rate follows a cosine down to 1% of it. With a `recipe`: its AdamW
+    at its rate, over `decay_steps` its one cycle. Compiled in the scope of
+    the distribution strategy the model was built in, and with XLA as
+    `jit_compile` says (Keras's "auto": on a GPU, without a distribution strategy).
     """
-    learning_rate = LEARNING_RATE
+    peak = LEARNING_RATE if recipe is None else recipe.learning_rate
+    learning_rate = peak
     if decay_steps:
-        learning_rate = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, int(decay_steps), alpha=0.01)
+        warmup = recipes.WARMUP if recipe is not None and recipe.one_cycle else 0.0
+        learning_rate = recipes.step_schedule(peak, int(decay_steps), warmup)
     with model.distribute_strategy.scope():
-        optimizer = keras.optimizers.Adam(learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate) if recipe is None else recipes.adamw(
+            learning_rate, recipe.weight_decay)
         if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
             # float16 gradients underflow without a (dynamic) loss scale.
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -198,12 +183,16 @@ def best_epoch(history, objective):
 
 
 def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_data=None, objective=None,
-          callbacks=(), deadline=None, verbose=0, decay=None, started=None, jit_compile="auto"):
+          callbacks=(), deadline=None, verbose=0, decay=None, started=None, jit_compile="auto", recipe=None):
     """Compiles and fits `model`; returns its history as a dict of lists.
 
+    With a `recipe` (see `recipe.py`), it trains with the recipe's
+    augmentation, label smoothing, optimizer and rate; without one, with
+    plain Adam.
+
     With `validation_data` and `objective`, training stops early after
-    `EARLY_STOPPING_PATIENCE` epochs without improvement, and the model ends
-    with the weights of its best epoch. With `decay="epochs"`, the learning
+    `EARLY_STOPPING_PATIENCE` epochs without improvement (not under a
+    recipe's one cycle), and the model ends with the weights of its best epoch. With `decay="epochs"`, the learning
     rate follows a cosine over the `epochs`; with `decay="deadline"`, over
     the wall time until `deadline`. A diverging loss raises
     `TrainingFailed`. The history's "epoch_seconds" holds the time each
@@ -216,7 +205,7 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
     repeats = math.ceil(MIN_STEPS_PER_EPOCH * batch_size / len(x))
     steps_per_epoch = math.ceil(repeats * len(x) / batch_size)
     compile_for_classification(model, decay_steps=steps_per_epoch * epochs if decay == "epochs" else None,
-                               jit_compile=jit_compile)
+                               jit_compile=jit_compile, recipe=recipe)
     if workers(model.distribute_strategy)[0] > 1:
         # Keras's Model.fit does not run under MultiWorkerMirroredStrategy (see across_workers.py).
         # The fit refuses a time_limit there, so there is no deadline to keep.
@@ -224,17 +213,25 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
         history = fit_across_workers(
             model, x, y, epochs=epochs, batch_size=batch_size, sample_weight=sample_weight,
             validation_data=validation_data, monitor=objective if validation_data is not None else None,
-            mode=objective_direction(objective or "val_accuracy"), patience=EARLY_STOPPING_PATIENCE,
+            mode=objective_direction(objective or "val_accuracy"), patience=_patience(recipe, epochs),
             callbacks=list(callbacks), seed=int(np.random.randint(2**31 - 1)), started=started,
+            recipe=recipe,
         )
     else:
         history = _fit(model, x, y, repeats, steps_per_epoch, epochs=epochs, batch_size=batch_size,
                        sample_weight=sample_weight, validation_data=validation_data, objective=objective,
-                       callbacks=callbacks, deadline=deadline, verbose=verbose, decay=decay, started=started)
+                       callbacks=callbacks, deadline=deadline, verbose=verbose, decay=decay, started=started,
+                       recipe=recipe)
     losses = history.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses):
         raise TrainingFailed("the training loss became NaN or infinite (diverged).")
     return {key: [float(v) for v in values] for key, values in history.items()}
+
+
+def _patience(recipe, epochs):
+    """Epochs without improvement before early stopping: none under a one-cycle schedule, which
+    plans its low rates, and the best scores, for the end of training."""
+    return epochs if recipe is not None and recipe.one_cycle else EARLY_STOPPING_PATIENCE
 
 
 def _repeated(repeats, *arrays):
@@ -245,17 +242,19 @@ def _repeated(repeats, *arrays):
 
 
 def _fit(model, x, y, repeats, steps_per_epoch, *, epochs, batch_size, sample_weight, validation_data, objective,
-         callbacks, deadline, verbose, decay, started):
+         callbacks, deadline, verbose, decay, started, recipe):
     """`model.fit` with the callbacks `train` promises, on data held on the device where it fits
     (see `device_data`); the history with its timings."""
     timer = EpochTimer(steps_per_epoch)
     all_callbacks = [keras.callbacks.TerminateOnNaN(), timer, *callbacks]
     if decay == "deadline":
-        all_callbacks.append(CosineToDeadline(deadline))
+        peak = LEARNING_RATE if recipe is None else recipe.learning_rate
+        warmup = recipes.WARMUP if recipe is not None and recipe.one_cycle else 0.0
+        all_callbacks.append(recipes.OneCycleToDeadline(deadline, peak, warmup))
     if validation_data is not None and objective is not None:
         all_callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor=objective, mode=objective_direction(objective), patience=EARLY_STOPPING_PATIENCE,
+                monitor=objective, mode=objective_direction(objective), patience=_patience(recipe, epochs),
                 restore_best_weights=True,
             )
         )
@@ -270,7 +269,10 @@ def _fit(model, x, y, repeats, steps_per_epoch, *, epochs, batch_size, sample_we
         if validation_data is not None:
             validation_data = (np.arange(len(validation_rows)), *validation_data[1:])
     x, y, sample_weight = _repeated(repeats, x, y, sample_weight)
-    with device_data.fitting_by_index(model, train_rows, validation_rows) if by_index else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(recipes.training_with(model, recipe))  # augments the gathered images
+        if by_index:
+            stack.enter_context(device_data.fitting_by_index(model, train_rows, validation_rows))
         history = model.fit(
             x, y, sample_weight=sample_weight, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
             callbacks=all_callbacks, verbose=verbose, shuffle=True,

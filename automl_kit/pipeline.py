@@ -1,0 +1,229 @@
+"""What `ImageClassifier.fit` runs, in its one direction: adapt -> search -> final.
+
+`adapt` turns the user's data into a `SearchData` and a label coder;
+`search_and_train` opens (or resumes) the project on disk, runs the search
+strategy, then the final stage (`tuner/final.py`), and returns a
+`SearchResult` for the estimator to keep. The estimator itself only checks
+its parameters and delegates here.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
+
+from automl_kit.data import InputSpec, LabelCoder, to_array, validation_split_indices
+from automl_kit.tuner import Project, SearchData, distribute, get_strategy, training
+from automl_kit.tuner.final import train_final
+from automl_kit.tuner.progress import Progress
+
+
+def fingerprint(*arrays):
+    """Shapes and a hash of a sample of each array: enough to tell datasets apart cheaply."""
+    digest = hashlib.sha256()
+    shapes = []
+    for array in arrays:
+        if array is None:
+            shapes.append(None)
+            continue
+        step = max(1, len(array) // 256)
+        digest.update(np.ascontiguousarray(array[::step]).tobytes())
+        shapes.append([int(len(array)), *map(int, array.shape[1:]), str(array.dtype)])
+    return {"shapes": shapes, "sha256": digest.hexdigest()}
+
+
+def sample_weights(sample_weight, labels, coder, class_weight):
+    """Per-sample float32 weights folding in `class_weight`, or None when neither is given."""
+    n_classes = len(coder.classes_)
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+        if weights.shape != (len(labels),):
+            raise ValueError(
+                f"sample_weight must have shape ({len(labels)},), one weight per sample; got {weights.shape}."
+            )
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise ValueError("sample_weight must hold finite, non-negative numbers.")
+        if not np.any(weights > 0):
+            raise ValueError("sample_weight is zero for every sample; give some samples a positive weight.")
+    if class_weight is not None:
+        if class_weight == "balanced":
+            per_class = compute_class_weight("balanced", classes=np.arange(n_classes), y=labels)
+        else:
+            unknown = [k for k in class_weight if k not in set(coder.classes_.tolist())]
+            if unknown:
+                raise ValueError(f"class_weight names labels not in y: {unknown[:5]}. Classes: {coder.classes_.tolist()[:10]}.")
+            per_class = np.ones(n_classes)
+            for label, weight in class_weight.items():
+                per_class[coder.encode([label])[0]] = weight
+        weights = per_class[labels] * (1.0 if weights is None else weights)
+    if weights is None:
+        return None
+    if np.bincount(labels, weights=weights, minlength=n_classes).astype(bool).sum() < 2:
+        raise ValueError(
+            "After sample_weight and class_weight, only one class has a positive total weight; "
+            "a classifier needs at least two classes with weight."
+        )
+    return weights.astype(np.float32)
+
+
+def adapt(x, y, sample_weight, validation_split, validation_data, *, input_shape, seed, class_weight,
+          dtype_policy, strategy, jit_compile):
+    """Checks and converts the user's data; returns (SearchData, LabelCoder, data fingerprint)."""
+    x = to_array(x, name="x")
+    spec = InputSpec.infer(x, input_shape)
+    x = x.reshape((len(x),) + spec.input_shape)
+    coder = LabelCoder().fit(y, name="y")
+    labels = coder.encode(y, name="y")
+    if len(x) != len(labels):
+        raise ValueError(f"x and y have different lengths: {len(x)} samples but {len(labels)} labels.")
+    weights = sample_weights(sample_weight, labels, coder, class_weight)
+
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a tuple (x_val, y_val).")
+        x_train, y_train, w_train = x, labels, weights
+        x_val = spec.conform(validation_data[0], name="validation_data[0]")
+        y_val = coder.encode(validation_data[1], name="validation_data[1]")
+        w_val = None
+        if len(x_val) != len(y_val):
+            raise ValueError(f"validation_data has {len(x_val)} samples but {len(y_val)} labels.")
+    else:
+        train_idx, val_idx = validation_split_indices(labels, validation_split, seed)
+        x_train, y_train, x_val, y_val = x[train_idx], labels[train_idx], x[val_idx], labels[val_idx]
+        w_train, w_val = (None, None) if weights is None else (weights[train_idx], weights[val_idx])
+
+    channels = x_train.reshape((-1, spec.network_shape[-1]))
+    data = SearchData(
+        x_train=x_train, y_train=y_train, w_train=w_train, x_val=x_val, y_val=y_val, w_val=w_val,
+        input_spec=spec, num_classes=len(coder.classes_),
+        mean=tuple(channels.mean(axis=0, dtype=np.float64)), variance=tuple(channels.var(axis=0, dtype=np.float64)),
+        dtype_policy=dtype_policy, strategy=strategy, jit_compile=jit_compile,
+    )
+    prints = {
+        "data": fingerprint(x, labels, weights),
+        "validation": None if validation_data is None else fingerprint(x_val, y_val),
+    }
+    return data, coder, prints
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a search and its final training leave for the estimator."""
+
+    model: object
+    trials: list
+    best: object
+    supernet_history: list
+    architectures_derived: int
+    derive_seconds: float
+    search_seconds: float
+    final_seconds: float
+    final: dict  # how the final model was made: architecture, scaling, recipe, parameters
+
+
+def _worker_copy(project, stack):
+    """A private copy of the chief's project for a worker that is not the chief.
+
+    The worker reads where the search stands from it (so it resumes where
+    the chief does, when `directory` is on a filesystem both see) and
+    writes only to it; the copy is deleted after `fit`.
+    """
+    scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="automl_kit_worker_"))
+    copy = Project(os.path.join(scratch, os.path.basename(project.path)))
+    if os.path.isdir(project.path):
+        shutil.copytree(project.path, copy.path, ignore=shutil.ignore_patterns(os.path.basename(project.lock_path)))
+    return copy
+
+
+def search_and_train(data, space, project_fingerprint, *, tuner, directory, project_name, overwrite, seed, objective,
+                     max_trials, max_model_size, max_consecutive_failures, keep_weights, epochs, until_deadline,
+                     batch_size, callbacks, budget, verbose, strategy):
+    """Opens the project (resuming it), searches, trains the final model; returns a SearchResult.
+
+    `directory=None` searches in a temporary folder removed afterwards.
+    With several workers, the chief alone locks and writes the project;
+    the others work on a private copy of it.
+    """
+    workers, chief = distribute.workers(strategy)
+    with contextlib.ExitStack() as stack:
+        folder = directory
+        if folder is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="automl_kit_"))
+        project = Project(os.path.join(folder, project_name))
+        if chief:
+            stack.enter_context(project.locked())
+            project.start(project_fingerprint, overwrite=overwrite)
+        if workers > 1:
+            distribute.broadcast(strategy, 0)  # a barrier: the chief's project is ready to read
+        if not chief:
+            project = _worker_copy(project, stack)
+            stack.enter_context(project.locked())
+            project.start(project_fingerprint)
+        progress = Progress(verbose if chief else 0, deadline=None if budget is None else budget.end,
+                            log_dir=training.tensorboard_log_dir(callbacks) if chief else None,
+                            epochs_until_deadline=until_deadline)
+        try:
+            return _search_then_final(project, data, space, tuner=tuner, seed=seed, objective=objective,
+                                      max_trials=max_trials, max_model_size=max_model_size,
+                                      max_consecutive_failures=max_consecutive_failures, keep_weights=keep_weights,
+                                      epochs=epochs, until_deadline=until_deadline, batch_size=batch_size,
+                                      callbacks=callbacks, budget=budget, progress=progress)
+        finally:
+            progress.close()
+
+
+def _search_then_final(project, data, space, *, tuner, seed, objective, max_trials, max_model_size,
+                       max_consecutive_failures, keep_weights, epochs, until_deadline, batch_size, callbacks, budget,
+                       progress):
+    state = project.state
+    seed = seed if seed is not None else state.get("seed")
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**31))
+        project.update_state(seed=seed)
+    strategy = get_strategy(tuner)(
+        project=project, search_space=space, objective=objective, seed=int(seed), max_model_size=max_model_size,
+        max_consecutive_failures=max_consecutive_failures, keep_weights=int(keep_weights),
+    )
+    trials = project.load_trials()
+    # A search asked for at most as many trials as before is complete, even
+    # if a time budget or the shared-weight derivation ended it with fewer.
+    if (state.get("status") == "completed" and state.get("max_trials", len(trials)) >= max_trials
+            and os.path.exists(project.best_model_path)):
+        best = strategy.best_trial(trials)
+        model = keras.models.load_model(project.best_model_path)
+        progress.line(f"The search in {project.path} is complete; using its stored final model "
+                      f"(trial {best.trial_id}).")
+    else:
+        started = time.monotonic()
+        trials = strategy.search(data, max_trials=max_trials, epochs=epochs, batch_size=batch_size,
+                                 callbacks=callbacks, budget=budget, progress=progress)
+        # A search resumed after it ended (the final training was cut short) keeps its seconds.
+        search_seconds = state.get("search_seconds", 0.0) + time.monotonic() - started
+        best = strategy.best_trial(trials)
+        if best is None:
+            reasons = "; ".join(f"{t.trial_id}: {t.failure_reason}" for t in trials) or "no trial ran"
+            raise RuntimeError(f"No trial completed, so there is no model to train ({reasons}).")
+        project.update_state(search_seconds=search_seconds)
+        started = time.monotonic()
+        model, final = train_final(best, epochs if until_deadline else strategy.final_epochs(best, epochs), data,
+                                   batch_size, callbacks, budget, seed, project, progress,
+                                   max_model_size=max_model_size, until_deadline=until_deadline)
+        model.save(project.best_model_path)
+        project.update_state(status="completed", best_trial=best.trial_id, max_trials=int(max_trials),
+                             final_seconds=time.monotonic() - started, final=final)
+        progress.line(f"Final model: {model.count_params():,} parameters, "
+                      f"{os.path.getsize(project.best_model_path) / 1e6:.2f} MB as .keras.")
+    state = project.state
+    shared = state.get("shared_weights", {})
+    return SearchResult(model=model, trials=trials, best=best, supernet_history=shared.get("history", []),
+                        architectures_derived=shared.get("derived", 0), derive_seconds=shared.get("derive_seconds", 0.0),
+                        search_seconds=state.get("search_seconds"), final_seconds=state.get("final_seconds"),
+                        final=state.get("final") or {})

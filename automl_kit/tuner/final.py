@@ -1,0 +1,178 @@
+"""The final stage: the found architecture, scaled to the time left, trained with the recipe on all the data.
+
+ENAS, NASNet and DARTS search a small proxy network and then train a larger
+one built from the cells they found (ENAS: searched with 16 filters, trained
+with 36). Here the best trial's architecture is scaled the same way, wider
+(more filters) and deeper (more cells per stage, or each macro stage's
+layers repeated), as far as the time left allows: candidate scalings
+(`SCALINGS`, in order of cost) are built and timed for a few training
+steps, and the largest whose predicted epochs still reach `MIN_EPOCHS`
+trains. Measuring stops at the first candidate that falls short, at
+`max_model_size`, or when it has used `MEASURE_SHARE` of the time left.
+Without a time budget there is nothing to size against, and the
+architecture trains as found. The scaled network is still an
+Architecture value (`scaled` changes its `filters` and depth fields), built
+by the one builder, so export holds for it as for any child.
+
+Then it trains from scratch on training plus validation data with the final
+recipe (`recipe.py`): flips only where the best trial showed they keep the
+labels, and a one-cycle rate that ends at the time limit. When the time
+left would give fewer epochs from scratch than the best trial needed, the
+trial's own weights (kept on disk) train on instead, unscaled.
+"""
+
+import os
+import time
+
+import keras
+import numpy as np
+
+from automl_kit.blocks.architecture import DenseArchitecture
+from automl_kit.tuner import training
+from automl_kit.tuner.base import forgetting_custom_gradients, release_memory
+from automl_kit.tuner.budget import seconds_per_epoch, setup_seconds
+from automl_kit.tuner.progress import EpochProgress
+from automl_kit.tuner.recipe import Recipe, flip_preserves_labels, training_with
+
+# (width, depth) multipliers, cheapest first.
+SCALINGS = ((1.5, 1), (2, 1), (2, 2), (3, 2), (4, 3))
+# A scaled network must still train for this many epochs: on a few thousand
+# images with augmentation, fewer epochs of a larger net lose to more of a smaller one.
+MIN_EPOCHS = 20
+MEASURE_STEPS = 5
+MEASURE_SHARE = 0.1
+
+
+def flips_for(trial, num_classes):
+    """Whether the final training flips: from `trial`'s flip test (see `SearchStrategy.train_trial`)."""
+    test = (trial.history or {}).get("flip_test")
+    return bool(test) and flip_preserves_labels(test[0], test[1], num_classes)
+
+
+def measure(architecture, data, batch_size, recipe):
+    """(setup seconds, seconds per step) of `architecture` training with `recipe` at `batch_size`.
+
+    The setup is building, compiling and the first (tracing) step; the step
+    time is the mean of the next `MEASURE_STEPS`.
+    """
+    started = time.monotonic()
+    model = data.build(architecture)
+    training.compile_for_classification(model, jit_compile=data.jit_compile, recipe=recipe)
+    rows = np.arange(batch_size) % len(data.x_train)
+    x, y = data.x_train[rows].astype(np.float32), data.y_train[rows]
+    with forgetting_custom_gradients(), training_with(model, recipe):
+        model.train_on_batch(x, y)
+        setup = time.monotonic() - started
+        stepped = time.monotonic()
+        for _ in range(MEASURE_STEPS):
+            model.train_on_batch(x, y)
+        step = (time.monotonic() - stepped) / MEASURE_STEPS
+    model = None
+    release_memory()
+    return setup, step
+
+
+def scale(best, data, batch_size, deadline, max_model_size, recipe, progress):
+    """(architecture, record): the largest scaling of `best`'s architecture whose measured steps still give
+    `MIN_EPOCHS` epochs before `deadline`; the record lists what was measured."""
+    base = best.architecture
+    steps_per_epoch = np.ceil((len(data.x_train) + len(data.x_val)) / batch_size)
+    base_epoch = seconds_per_epoch(best) * data.growth
+    record = {"width": 1.0, "depth": 1, "measured": []}
+    if deadline is None or isinstance(base, DenseArchitecture) or not best.epochs_run:
+        return base, record
+    left = deadline - time.monotonic()
+    record["predicted_epochs"] = float((left - setup_seconds(best)) / max(base_epoch, 1e-9))
+    if record["predicted_epochs"] < MIN_EPOCHS:
+        return base, record  # the found size already has no time to spare
+    measuring_ends = time.monotonic() + MEASURE_SHARE * left
+    chosen, last_setup = base, setup_seconds(best)
+    for width, depth in SCALINGS:
+        candidate = base.scaled(width, depth)
+        if max_model_size is not None and data.count_params(candidate) > max_model_size:
+            break
+        if time.monotonic() + last_setup > measuring_ends:
+            break  # measuring it would eat into the training it is meant to size
+        last_setup, step = measure(candidate, data, batch_size, recipe)
+        epochs = (deadline - time.monotonic() - last_setup) / max(step * steps_per_epoch, 1e-9)
+        record["measured"].append({"width": width, "depth": depth, "setup_seconds": round(last_setup, 2),
+                                   "step_seconds": round(step, 4), "predicted_epochs": round(float(epochs), 1)})
+        progress.line(f"Scaling x{width:g} wide, x{depth} deep: {step * 1000:.0f} ms a step, "
+                      f"{epochs:.0f} epoch(s) predicted.")
+        if epochs < MIN_EPOCHS:
+            break
+        chosen = candidate
+        record.update(width=width, depth=depth, predicted_epochs=float(epochs))
+    return chosen, record
+
+
+def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project, progress, max_model_size=None,
+                until_deadline=False):
+    """(model, record): `best`'s architecture, scaled, trained on training + validation data with the final recipe.
+
+    Without a budget it trains for `epochs`, its one cycle over them. Under
+    a budget it trains until the limit, its one cycle over the wall clock,
+    when `until_deadline` or when `epochs` would not fit; if even the trial's
+    own epoch count would not fit from scratch, it goes on from the trial's
+    weights (when kept on disk), and when less than an epoch is left, the
+    trial's model is the final model. The record (stored in the project's
+    state) says which, with the recipe, the scaling and the parameters.
+    """
+    keras.utils.set_random_seed(int(seed))
+    flip = data.image_shape is not None and flips_for(best, data.num_classes)
+    architecture, scaling = best.architecture, {"width": 1.0, "depth": 1, "measured": []}
+    deadline, how, decay, from_trial = None, "from scratch", "epochs", False
+    if budget is not None:
+        deadline = budget.end
+        if until_deadline or budget.final_training_estimate(best, data.growth, epochs) > budget.remaining():
+            decay, how = "deadline", "from scratch until the time limit"
+            if budget.final_training_estimate(best, data.growth) > budget.remaining() and os.path.exists(
+                    project.weights_path(best.trial_id)):
+                from_trial, how = True, "from the trial's weights until the time limit"
+                if budget.final_training_estimate(best, data.growth, 1) > budget.remaining():
+                    progress.line(f"Less than an epoch is left: the final model is trial {best.trial_id}'s.")
+                    model = data.build(architecture)
+                    model.load_weights(project.weights_path(best.trial_id))
+                    return model, {"how": "the best trial's model", "architecture": architecture.to_dict(),
+                                   "scaling": scaling, "recipe": None, "params": int(model.count_params())}
+    predicted = None
+    if budget is not None and best.epochs_run:
+        predicted = (budget.remaining() - setup_seconds(best)) / max(seconds_per_epoch(best) * data.growth, 1e-9)
+    recipe = Recipe.for_final(data.image_shape, data.mean, flip=flip,
+                              epochs=predicted if decay == "deadline" else epochs)
+    if not from_trial:
+        architecture, scaling = scale(best, data, batch_size, deadline if decay == "deadline" else None,
+                                      max_model_size, recipe, progress)
+    keras.utils.set_random_seed(int(seed))
+    model = data.build(architecture)
+    if from_trial:
+        model.load_weights(project.weights_path(best.trial_id))
+    progress.line(f"Training the best architecture (trial {best.trial_id}, {best.score:.4f}) {how} on training + "
+                  f"validation data: {model.count_params():,} parameters, {architecture}; {recipe}.")
+    weights = None
+    if data.w_train is not None:
+        weights = np.concatenate([data.w_train, data.w_val if data.w_val is not None else np.ones(len(data.y_val))])
+    x, y = np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val])
+    start_weights = model.get_weights()  # where a retry after running out of memory starts again
+    first_size = min(batch_size, best.batch_size or batch_size)  # a trial that ran out of memory tells
+
+    def train_at(size):
+        nonlocal model
+        if size != first_size:  # the device ran out of memory at twice this size
+            model = None
+            release_memory()
+            model = data.build(architecture)
+            model.set_weights(start_weights)
+            progress.line(f"Out of device memory: the final training starts again at batch size {size}.")
+        with progress.bar("Final training", total=epochs, unit="epoch") as bar:
+            history = training.train(
+                model, x, y, sample_weight=weights, epochs=epochs, batch_size=size, deadline=deadline,
+                callbacks=[EpochProgress(progress, bar), *training.for_run(callbacks, "final")],
+                verbose=2 if progress.verbose >= 2 else 0, decay=decay, jit_compile=data.jit_compile, recipe=recipe,
+            )
+        return model, history
+
+    with forgetting_custom_gradients():
+        (model, history), size = training.halving_batch_on_oom(train_at, first_size)
+    return model, {"how": how, "architecture": architecture.to_dict(), "scaling": scaling, "recipe": recipe.to_dict(),
+                   "params": int(model.count_params()), "epochs": len(history.get("loss", [])), "batch_size": size}

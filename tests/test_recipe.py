@@ -1,0 +1,186 @@
+"""The training recipe and the final stage: augmentation in training only, flips by the data, scaling."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from automl_kit import ImageClassifier
+from automl_kit.blocks.architecture import Architecture, CellArchitecture, architecture_from_dict
+from automl_kit.blocks.builder import build_model
+from automl_kit.blocks.search_space import MacroSearchSpace, MicroSearchSpace
+from automl_kit.data import InputSpec
+from automl_kit.tuner import final, training
+from automl_kit.tuner.recipe import Recipe, augment, flip_preserves_labels, training_with
+from automl_kit.tuner.trial import Trial
+
+
+def _images(n=16, side=12, seed=0):
+    """Asymmetric random images, so any shift or mirror shows."""
+    return np.random.default_rng(seed).uniform(0, 255, (n, side, side, 1)).astype(np.float32)
+
+
+def test_augmentation_changes_training_batches_and_each_image_differently():
+    images = _images()
+    shifted = augment(images, Recipe(translate=2)).numpy()
+    assert shifted.shape == images.shape
+    changed = [not np.array_equal(a, b) for a, b in zip(shifted, images)]
+    assert sum(changed) >= 8  # 1 in 25 draws is the identity shift
+    # Each image is its own draw: the shifts of two images are not all the same.
+    offsets = {next((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                    if np.array_equal(np.roll(images[i], (dy, dx), (0, 1))[2:-2, 2:-2], s[2:-2, 2:-2]))
+               for i, s in enumerate(shifted)}
+    assert len(offsets) > 1
+    cut = augment(images, Recipe(cutout=4, fill=(7.0,))).numpy()
+    assert all(np.sum(c == 7.0) >= 4 for c in cut)  # a square of at least 2x2 is blanked to the fill in each
+
+
+def test_no_flip_is_applied_where_the_recipe_decided_against_it():
+    images = _images(n=64)
+    mirrored = images[:, :, ::-1]
+    unflipped = augment(images, Recipe(flip=False, translate=0)).numpy()
+    np.testing.assert_array_equal(unflipped, images)
+    flipped = augment(images, Recipe(flip=True, translate=0)).numpy()
+    is_mirror = [np.array_equal(f, m) for f, m in zip(flipped, mirrored)]
+    assert 10 <= sum(is_mirror) <= 54  # about half
+    # The final training flips only where the best trial's flip test says mirroring keeps the labels.
+    digit_like = Trial("0000", None, "completed", history={"flip_test": [0.97, 0.41]})
+    photo_like = Trial("0001", None, "completed", history={"flip_test": [0.80, 0.78]})
+    assert not final.flips_for(digit_like, 10) and final.flips_for(photo_like, 10)
+    assert not final.flips_for(Trial("0002", None, "completed"), 10)  # no test: no flips
+    assert not flip_preserves_labels(0.1, 0.1, 10)
+
+
+def test_training_with_a_recipe_augments_what_the_step_sees_and_leaves_the_model_plain(monkeypatch):
+    spec = InputSpec(input_shape=(16, 16), image_shape=(16, 16, 1))
+    architecture = MicroSearchSpace((16, 16)).sample(np.random.default_rng(0))
+    model = build_model(architecture, spec, 3, [100.0], [900.0])
+    layers_before = [layer.name for layer in model.layers]
+    x, y = _images(32, side=16)[..., 0], np.arange(32) % 3
+    seen = []
+    step = type(model).train_step
+
+    def recording(self, data):
+        seen.append(keras.ops.convert_to_numpy(data[0]))
+        return step(self, data)
+
+    monkeypatch.setattr(type(model), "train_step", recording)
+    recipe = Recipe.for_final((16, 16, 1), fill=[100.0], flip=True, epochs=40)
+    assert recipe.translate == 1 and recipe.flip and recipe.cutout == 4
+    training.compile_for_classification(model, recipe=recipe)
+    model.run_eagerly = True  # the recorder reads the batch as numbers
+    with training_with(model, recipe):
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    assert len(seen) == 1 and seen[0].shape == x.shape and not np.array_equal(seen[0], x)
+    # Nothing of the recipe stays: the same layers, no step of its own, the same output twice.
+    assert [layer.name for layer in model.layers] == layers_before
+    assert "train_step" not in model.__dict__ and "compute_loss" not in model.__dict__
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(model(x)))
+
+
+def test_label_smoothing_raises_the_training_loss_of_a_confident_model():
+    spec = InputSpec(input_shape=(4,), image_shape=None)
+    from automl_kit.blocks.architecture import DenseArchitecture
+
+    model = build_model(DenseArchitecture(units=(8,)), spec, 3, [0.0] * 4, [1.0] * 4)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    y = np.arange(64) % 3
+    losses = {}
+    for smoothing in (0.0, 0.3):
+        recipe = Recipe(label_smoothing=smoothing)
+        training.compile_for_classification(model, recipe=recipe)
+        with training_with(model, recipe):
+            losses[smoothing] = model.compute_loss(x, y, model(x), None, training=True)
+    assert float(losses[0.3]) != pytest.approx(float(losses[0.0]), abs=1e-4)
+    # Evaluation keeps the plain loss.
+    recipe = Recipe(label_smoothing=0.3)
+    with training_with(model, recipe):
+        plain = model.compute_loss(x, y, model(x), None, training=False)
+    assert float(plain) == pytest.approx(float(losses[0.0]), rel=1e-5)
+
+
+@pytest.mark.parametrize("space", [MicroSearchSpace((8, 8)), MacroSearchSpace((8, 8))])
+def test_a_scaled_architecture_round_trips_through_json_and_builds(space):
+    base = space.sample(np.random.default_rng(3))
+    scaled = base.scaled(width=2, depth=2)
+    assert scaled.filters == 2 * base.filters
+    if isinstance(base, CellArchitecture):
+        assert scaled.cells_per_stage == 2 * base.cells_per_stage and scaled.normal == base.normal
+    else:
+        assert isinstance(base, Architecture)
+        assert all(len(s) == 2 * len(b) for s, b in zip(scaled.stages, base.stages))
+    assert architecture_from_dict(scaled.to_dict()) == scaled
+    assert type(scaled).from_json(scaled.to_json()) == scaled
+    spec = InputSpec(input_shape=(8, 8), image_shape=(8, 8, 1))
+    small, large = (build_model(a, spec, 10, [0.0], [1.0]) for a in (base, scaled))
+    assert large.count_params() > 2 * small.count_params()
+    assert large.output_shape == (None, 10)
+
+
+def test_scaling_picks_the_largest_candidate_whose_measured_epochs_fit(monkeypatch, small_digits):
+    from automl_kit.tuner.progress import Progress
+
+    class Data:  # what `scale` reads of SearchData
+        x_train, x_val = np.zeros((800, 8, 8)), np.zeros((200, 8, 8))
+        growth = 1.25
+
+        def count_params(self, architecture):
+            return architecture.filters * 1000
+
+    base = MicroSearchSpace((8, 8)).sample(np.random.default_rng(0))
+    trial = Trial("0000", base, "completed", epochs_run=2, history={"epoch_seconds": [1.0, 1.0],
+                                                                      "setup_seconds": [1.0]})
+    step_seconds = {1.5: 0.01, 2: 0.02, 3: 0.2, 4: 1.0}  # 32 steps an epoch
+    monkeypatch.setattr(final, "measure", lambda a, data, size, recipe: (0.1, step_seconds[a.filters / base.filters]))
+    import time
+
+    deadline = time.monotonic() + 100.0
+    chosen, record = final.scale(trial, Data(), 32, deadline, None, Recipe(), Progress(0))
+    # x2 wide (0.64 s an epoch, ~150 epochs) fits; x2 wide and deep the same here; x3 (6.4 s, ~15) does not.
+    assert chosen == base.scaled(2, 2) and (record["width"], record["depth"]) == (2, 2)
+    assert [m["width"] for m in record["measured"]] == [1.5, 2, 2, 3]
+    # max_model_size stops the candidates before they are measured.
+    chosen, record = final.scale(trial, Data(), 32, deadline, 30 * 1000, Recipe(), Progress(0))
+    assert chosen == base.scaled(1.5, 1) and len(record["measured"]) == 1
+    # Without a time budget the architecture trains as found.
+    assert final.scale(trial, Data(), 32, None, None, Recipe(), Progress(0))[0] == base
+
+
+def test_exported_scaled_model_matches_predict_proba_in_a_fresh_process(monkeypatch, small_digits, tmp_path):
+    x, y = small_digits
+    monkeypatch.setattr(final, "scale", lambda best, *args: (best.architecture.scaled(2, 2),
+                                                             {"width": 2, "depth": 2, "measured": []}))
+    clf = ImageClassifier(max_trials=1, seed=0, tuner="random", search_space="micro").fit(x, y, epochs=1, verbose=0)
+    assert clf.final_["scaling"]["width"] == 2
+    assert architecture_from_dict(clf.final_["architecture"]) == clf.best_architecture_.scaled(2, 2)
+    assert clf.search_results_.attrs["final"]["recipe"]["label_smoothing"] == 0.1
+    path = tmp_path / "scaled.keras"
+    clf.export_model(path)
+    np.save(tmp_path / "x.npy", x[:50])
+    np.save(tmp_path / "expected.npy", clf.predict_proba(x[:50]))
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, keras
+        model = keras.models.load_model({str(path)!r})
+        got = model.predict(np.load({str(tmp_path / 'x.npy')!r}).astype("float32"), verbose=0)["probabilities"]
+        assert "automl_kit" not in sys.modules
+        np.testing.assert_allclose(got, np.load({str(tmp_path / 'expected.npy')!r}), atol=1e-6)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_measure_times_real_training_steps_of_a_candidate(small_digits):
+    from automl_kit.tuner import SearchData
+
+    x, y = small_digits
+    spec = InputSpec(input_shape=(8, 8), image_shape=(8, 8, 1))
+    data = SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:], input_spec=spec,
+                      num_classes=10, mean=(4.9,), variance=(36.0,))
+    architecture = MicroSearchSpace((8, 8)).sample(np.random.default_rng(0))
+    setup, step = final.measure(architecture, data, 32, Recipe.for_final((8, 8, 1), fill=(4.9,)))
+    assert 0 < step < setup  # the first step holds the trace
