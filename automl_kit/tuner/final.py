@@ -49,6 +49,12 @@ def flips_for(trial, num_classes):
     return bool(test) and flip_preserves_labels(test[0], test[1], num_classes)
 
 
+def epochs_left(trial, data, deadline):
+    """Epochs over training + validation data that `trial`'s architecture, at its measured speed, fits before `deadline`."""
+    epoch = seconds_per_epoch(trial) * data.growth
+    return float((deadline - time.monotonic() - setup_seconds(trial)) / max(epoch, 1e-9))
+
+
 def measure(architecture, data, batch_size, recipe):
     """(setup seconds, seconds per step) of `architecture` training with `recipe` at `batch_size`.
 
@@ -77,12 +83,11 @@ def scale(best, data, batch_size, deadline, max_model_size, recipe, progress):
     `MIN_EPOCHS` epochs before `deadline`; the record lists what was measured."""
     base = best.architecture
     steps_per_epoch = np.ceil((len(data.x_train) + len(data.x_val)) / batch_size)
-    base_epoch = seconds_per_epoch(best) * data.growth
     record = {"width": 1.0, "depth": 1, "measured": []}
     if deadline is None or isinstance(base, DenseArchitecture) or not best.epochs_run:
         return base, record
     left = deadline - time.monotonic()
-    record["predicted_epochs"] = float((left - setup_seconds(best)) / max(base_epoch, 1e-9))
+    record["predicted_epochs"] = epochs_left(best, data, deadline)
     if record["predicted_epochs"] < MIN_EPOCHS:
         return base, record  # the found size already has no time to spare
     measuring_ends = time.monotonic() + MEASURE_SHARE * left
@@ -118,7 +123,6 @@ def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project
     trial's model is the final model. The record (stored in the project's
     state) says which, with the recipe, the scaling and the parameters.
     """
-    keras.utils.set_random_seed(int(seed))
     flip = data.image_shape is not None and flips_for(best, data.num_classes)
     architecture, scaling = best.architecture, {"width": 1.0, "depth": 1, "measured": []}
     deadline, how, decay, from_trial = None, "from scratch", "epochs", False
@@ -135,9 +139,7 @@ def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project
                     model.load_weights(project.weights_path(best.trial_id))
                     return model, {"how": "the best trial's model", "architecture": architecture.to_dict(),
                                    "scaling": scaling, "recipe": None, "params": int(model.count_params())}
-    predicted = None
-    if budget is not None and best.epochs_run:
-        predicted = (budget.remaining() - setup_seconds(best)) / max(seconds_per_epoch(best) * data.growth, 1e-9)
+    predicted = epochs_left(best, data, budget.end) if budget is not None and best.epochs_run else None
     recipe = Recipe.for_final(data.image_shape, data.mean, flip=flip,
                               epochs=predicted if decay == "deadline" else epochs)
     if not from_trial:
