@@ -193,6 +193,10 @@ def test_enas_is_the_default_and_records_its_search(fitted_digits):
     trials = fitted_digits.trials_
     assert len(trials) == 2 and all(t.shared_score is not None for t in trials)
     assert all(t.architecture.to_dict()["type"] == "cell" for t in trials)
+    # The supernet's own best pick is confirmed first, the space's prior second.
+    from automl_kit.blocks import MicroSearchSpace
+
+    assert trials[1].architecture == MicroSearchSpace((8, 8)).prior() != trials[0].architecture
 
 
 @pytest.mark.parametrize("tuner, search_space", [("random_ws", "macro"), ("enas", "macro")])

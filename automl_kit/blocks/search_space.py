@@ -123,6 +123,25 @@ class MicroSearchSpace(_DecisionSpace):
         """The architecture with the fewest parameters: identities only."""
         return self.decode([CELL_OP_NAMES.index("identity") if "/op" in key else 0 for key in self.decision_keys])
 
+    def prior(self):
+        """A hand-designed cell to start from: each node adds a separable 3x3 convolution of the node
+        before it to that node (a residual chain, as in Xception), in normal and reduction cells alike.
+
+        Like AutoKeras's ResNet and Xception starting points, it is a candidate
+        that is known to train well, so that a search too short to find
+        better still returns a sound network. It is the first candidate when
+        the budget cannot pay for a supernet (`tuner/plan.py`) and is
+        confirmed beside the supernet's picks otherwise.
+        """
+        values = {}
+        for kind in ("normal", "reduce"):
+            for i in range(self.num_nodes):
+                source = 0 if i == 0 else i + 1  # the cell's first input, then the node before
+                values.update({f"{kind}/n{i}/in0": source, f"{kind}/n{i}/in1": source,
+                               f"{kind}/n{i}/op0": CELL_OP_NAMES.index("sep3x3"),
+                               f"{kind}/n{i}/op1": CELL_OP_NAMES.index("identity")})
+        return self.decode([values[key] for key in self.decision_keys])
+
 
 class MacroSearchSpace(_DecisionSpace):
     """Layers of ENAS's macro space: each layer picks an op and skip connections.
@@ -163,6 +182,13 @@ class MacroSearchSpace(_DecisionSpace):
     def smallest(self):
         return self.decode([OP_NAMES.index("maxpool3x3") if key.endswith("/op") else 0 for key in self.decision_keys])
 
+    def prior(self):
+        """A hand-designed start (see `MicroSearchSpace.prior`): 3x3 convolutions, the last layer of
+        each stage adding the stage's input, one ResNet basic block per stage."""
+        last = self.layers_per_stage - 1
+        return self.decode([OP_NAMES.index("conv3x3") if key.endswith("/op") else
+                            int(key.endswith(f"l{last}/skip0") and last > 0) for key in self.decision_keys])
+
 
 class DenseSearchSpace:
     """Multilayer perceptrons, the fallback for 2-D input that is not an image."""
@@ -181,6 +207,9 @@ class DenseSearchSpace:
 
     def smallest(self):
         return DenseArchitecture(units=(min(self.units_choices),), dropout=0.0)
+
+    def prior(self):
+        return DenseArchitecture(units=(128,), dropout=0.25)
 
 
 def search_space_for(input_spec, name="micro"):

@@ -10,8 +10,14 @@ throughout (Li and Talwalkar, 2019).
 Then both derive: they sample many architectures (from the controller, or
 uniformly), score each with the shared weights on the same validation
 images, and train the `max_trials` best from scratch for a few epochs to
-confirm the ranking. Those are the trials; the facade retrains the best of
-them fully.
+confirm the ranking; the search space's `prior` (a hand-designed child) is
+always confirmed second. Those are the trials; the final stage retrains
+the best of them fully.
+
+Under a time budget, a plan (`plan.py`) first measures the prior's speed
+and decides whether the supernet can pay for itself; where it cannot, no
+supernet is built, and the prior and uniform draws are confirmed from
+scratch instead.
 
 Every epoch ends with a checkpoint in the project (supernet and controller
 weights, optimizer states, the baseline), so a resumed search loses at most
@@ -30,6 +36,7 @@ from automl_kit.blocks.architecture import architecture_from_dict
 from automl_kit.tuner.base import SearchStrategy, forgetting_custom_gradients, release_memory
 from automl_kit.tuner.controller import Controller
 from automl_kit.tuner.device_data import on_device, take
+from automl_kit.tuner.plan import Plan, plan_search
 from automl_kit.tuner.progress import Progress
 from automl_kit.tuner.recipe import Recipe
 from automl_kit.tuner.supernet import Supernet
@@ -51,6 +58,10 @@ MIN_CONFIRM_SECONDS = 60
 # (the CIFAR-10 subset at 20 minutes: enas 0.683 against random_ws 0.669
 # and random from scratch 0.680, README).
 SUPERNET_SHARE, DERIVE_SHARE, CONFIRM_SHARE = 0.25, 0.28, 0.40
+# Where the budget cannot pay for a supernet (plan.py), the candidates trained
+# from scratch have until 25%: that budget is small, and the final training's
+# epochs are what it buys most with.
+FROM_SCRATCH_CONFIRM_SHARE = 0.25
 # Kept free at the end of a budget too small for a final training: the last
 # validation pass and saving the model.
 FINAL_SAVE_SHARE = 0.05
@@ -75,12 +86,50 @@ class SharedWeightSearch(SearchStrategy):
         trials = self.project.load_trials()
         state = self.project.state.get("shared_weights", {})
         if "candidates" not in state:
-            with forgetting_custom_gradients():
-                state = self._shared_weight_phase(state, data, max_trials, epochs, batch_size, budget, progress)
-            release_memory()
+            plan = self._plan(state, data, batch_size, budget, progress)
+            if plan is None or plan.shared_weights:
+                with forgetting_custom_gradients():
+                    state = self._shared_weight_phase(state, data, max_trials, epochs, batch_size, budget, progress)
+                release_memory()
+            else:
+                state = self._from_scratch_candidates(state, data, max_trials, progress)
         elif trials:
             progress.line(f"Resuming: {len(trials)} confirmation trial(s) already recorded in {self.project.path}.")
         return self._confirm(state, trials, data, max_trials, epochs, batch_size, callbacks, budget, progress)
+
+    def _plan(self, state, data, batch_size, budget, progress):
+        """The Plan (see plan.py) under a time budget, measured once and kept in the project; None without one."""
+        if budget is None:
+            return None
+        if "plan" not in state:
+            if state.get("epochs_done"):  # a supernet from before plans existed: it goes on
+                return None
+            plan = plan_search(self.search_space, data, batch_size, budget, SUPERNET_SHARE, MAX_SHARED_STEPS_PER_EPOCH)
+            release_memory()
+            state["plan"] = plan.to_dict()
+            self.project.update_state(shared_weights=state)
+            progress.line(str(plan))
+        return Plan.from_dict(state["plan"])
+
+    def _from_scratch_candidates(self, state, data, max_trials, progress):
+        """The candidates without a supernet: the space's prior, then distinct uniform draws."""
+        rng = np.random.default_rng([self.seed, 2_000_000])
+        proposals = [self.search_space.prior()] + [self.search_space.sample(rng) for _ in range(10 * max_trials)]
+        candidates, seen = [], set()
+        for architecture in proposals:
+            key = tuple(self.search_space.encode(architecture))
+            if key in seen or (self.max_model_size is not None
+                               and data.count_params(architecture) > self.max_model_size):
+                continue
+            seen.add(key)
+            candidates.append({"architecture": architecture.to_dict(), "shared_score": None})
+            if len(candidates) == max_trials:
+                break
+        state = dict(state, candidates=candidates, derived=0, derive_seconds=0.0)
+        self.project.update_state(shared_weights=state)
+        progress.line(f"{len(candidates)} candidate(s) to train from scratch: the search space's prior and "
+                      f"{len(candidates) - 1} drawn uniformly.")
+        return state
 
     def _shared_weight_phase(self, state, data, max_trials, epochs, batch_size, budget, progress):
         """Trains the supernet (and controller), derives the candidates; returns the state that holds them."""
@@ -170,8 +219,13 @@ class SharedWeightSearch(SearchStrategy):
         scoring = rng.choice(len(data.x_val), count, replace=False)
         # Batches of at most 256, of near-equal sizes, so none is too small to split over replicas.
         batches = np.array_split(scoring, math.ceil(count / 256))
-        scored = {}
+        def score(decisions):
+            accuracies = [supernet.accuracy(take(x_val, b), data.y_val[b], decisions) for b in batches]
+            return float(np.average(accuracies, weights=[len(b) for b in batches]))
+
         started = time.monotonic()
+        prior = tuple(self.search_space.encode(self.search_space.prior()))
+        scored = {prior: score(list(prior))}
         with progress.bar("Scoring architectures", total=DERIVE_SAMPLES, unit="arch") as bar:
             for _ in range(DERIVE_SAMPLES):
                 if deadline is not None and time.monotonic() >= deadline and scored:
@@ -181,24 +235,26 @@ class SharedWeightSearch(SearchStrategy):
                 key = tuple(decisions)
                 if key in scored:
                     continue
-                accuracies = [supernet.accuracy(take(x_val, b), data.y_val[b], decisions) for b in batches]
-                scored[key] = float(np.average(accuracies, weights=[len(b) for b in batches]))
+                scored[key] = score(decisions)
                 progress.status(bar, best=max(scored.values()))
+        # The prior is confirmed second, after the supernet's own best pick, whatever its shared score.
         ranked = sorted(scored.items(), key=lambda item: -item[1])
+        ranked = [item for item in ranked if item[0] != prior]
+        ranked.insert(min(1, len(ranked)), (prior, scored[prior]))
         candidates = []
-        for decisions, score in ranked:
+        for decisions, shared_score in ranked:
             architecture = self.search_space.decode(decisions)
             if self.max_model_size is not None:
                 params = data.count_params(architecture)
                 if params > self.max_model_size:
                     continue
-            candidates.append({"architecture": architecture.to_dict(), "shared_score": score})
+            candidates.append({"architecture": architecture.to_dict(), "shared_score": shared_score})
             if len(candidates) == max_trials:
                 break
         state = dict(state, candidates=candidates, derived=len(scored),
                      derive_seconds=time.monotonic() - started)
         self.project.update_state(shared_weights=state)
-        best = f"; best shared-weight score {ranked[0][1]:.4f}" if ranked else ""
+        best = f"; best shared-weight score {max(scored.values()):.4f}"
         progress.line(f"Derived {len(candidates)} candidate(s) from {len(scored)} scored architectures{best}.")
         return state
 
@@ -208,10 +264,13 @@ class SharedWeightSearch(SearchStrategy):
         total = min(max_trials, len(candidates))
         end = None
         if budget is not None:
-            end = budget.start + CONFIRM_SHARE * budget.seconds
-            # A trial needs time to build, trace and learn something: confirm
-            # only as many candidates as get MIN_CONFIRM_SECONDS each.
-            affordable = int(max(end - time.monotonic(), 0.0) // MIN_CONFIRM_SECONDS) + len(trials)
+            plan = Plan.from_dict(state["plan"]) if "plan" in state else None
+            share = CONFIRM_SHARE if plan is None or plan.shared_weights else FROM_SCRATCH_CONFIRM_SHARE
+            end = budget.start + share * budget.seconds
+            # A trial needs time to build, trace and learn something: confirm only as many
+            # candidates as get that each (measured by the plan, MIN_CONFIRM_SECONDS without one).
+            least = MIN_CONFIRM_SECONDS if plan is None else plan.confirm_seconds
+            affordable = int(max(end - time.monotonic(), 0.0) // least) + len(trials)
             if affordable < 1:
                 # Too little time for a confirmation trial and a final training to each build and
                 # trace a model: the best candidate trains until near the limit, and, with no time
@@ -273,7 +332,7 @@ class SharedWeightSearch(SearchStrategy):
 
     def _restore(self, state, supernet, controller, progress):
         if not state.get("epochs_done"):
-            return {}
+            return state
         paths = self._paths()
         supernet.load_weights(paths["supernet.weights.h5"])
         with np.load(paths["optimizers.npz"], allow_pickle=False) as arrays:

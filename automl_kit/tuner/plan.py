@@ -1,0 +1,83 @@
+"""What a time budget buys: whether a supernet can pay for itself, judged from one child's measured speed.
+
+A shared-weight search has costs that do not shrink with the budget: the
+supernet's first trace and that of its scoring pass, and enough epochs of
+shared training for its ranking to mean anything. In the full suite at one
+minute, the shared-weight tuners once ended at chance on Fashion-MNIST
+(0.1025 and 0.1145) while `random` reached 0.8185, and at two minutes on
+digits the supernet's one epoch scored every child at chance (0.08): the
+traces had eaten the budget. So before the supernet is built, the search
+space's `prior` (a hand-designed child) is built and timed for a few
+training steps (`final.measure`), and the supernet is estimated from it:
+its two traces at `SUPERNET_SETUP_FACTOR` times the child's setup, and
+`MIN_SUPERNET_EPOCHS` epochs of shared steps at the child's step time (a
+shared step trains one child's path). When that does not fit in the
+supernet's share of the budget, the search says so and confirms candidates
+from scratch instead: the prior first, then uniform draws from the space.
+
+The same measurement sizes the confirmation trials: each needs the child's
+setup and `MIN_CONFIRM_EPOCHS` epochs.
+"""
+
+import dataclasses
+import math
+import time
+
+from automl_kit.tuner.final import measure
+from automl_kit.tuner.recipe import Recipe
+
+# Measured here (2 CPU cores, micro space, digits): the supernet's first epoch
+# (32 steps, mostly its trace) and its first scoring pass took 29.6 s and 13 s,
+# where the prior's build and first step took about 10 s.
+SUPERNET_SETUP_FACTOR = 4.0
+# A uniform warm-up epoch and four of the controller learning: fewer leave
+# the ranking near chance (the digits run above).
+MIN_SUPERNET_EPOCHS = 5
+MIN_CONFIRM_EPOCHS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How a search spends its budget, with the measurements it was decided from (seconds)."""
+
+    shared_weights: bool
+    setup_seconds: float  # the prior's build, compile and first step
+    step_seconds: float  # one training step of the prior at the search's batch size
+    epoch_seconds: float  # an epoch of such steps over the training images
+    supernet_seconds: float  # the supernet's estimated traces and MIN_SUPERNET_EPOCHS epochs
+    available_seconds: float  # what the budget leaves for them
+
+    @property
+    def confirm_seconds(self):
+        """The least time a confirmation trial needs: a setup and MIN_CONFIRM_EPOCHS epochs."""
+        return self.setup_seconds + MIN_CONFIRM_EPOCHS * self.epoch_seconds
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(**values)
+
+    def __str__(self):
+        if self.shared_weights:
+            return (f"The supernet's traces and {MIN_SUPERNET_EPOCHS} epochs should take about "
+                    f"{self.supernet_seconds:.0f} s of the {self.available_seconds:.0f} s it has.")
+        return (f"The time budget cannot pay for a supernet: its traces and {MIN_SUPERNET_EPOCHS} epochs would take "
+                f"about {self.supernet_seconds:.0f} s of the {self.available_seconds:.0f} s it would have. "
+                f"Candidates are trained from scratch instead, starting from the search space's prior.")
+
+
+def plan_search(space, data, batch_size, budget, supernet_share, max_shared_steps):
+    """The Plan for a shared-weight search of `space` on `data` under `budget` (a TimeBudget).
+
+    `supernet_share` is the part of the budget the supernet may train until;
+    an epoch of it has at most `max_shared_steps` steps.
+    """
+    steps = math.ceil(len(data.x_train) / batch_size)
+    setup, step = measure(space.prior(), data, batch_size, Recipe.for_trial(data.image_shape, data.mean))
+    supernet = SUPERNET_SETUP_FACTOR * setup + MIN_SUPERNET_EPOCHS * min(steps, max_shared_steps) * step
+    available = budget.start + supernet_share * budget.seconds - time.monotonic()
+    return Plan(shared_weights=supernet <= available, setup_seconds=round(setup, 2), step_seconds=round(step, 4),
+                epoch_seconds=round(steps * step, 2), supernet_seconds=round(supernet, 1),
+                available_seconds=round(available, 1))
