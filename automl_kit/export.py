@@ -87,3 +87,21 @@ def _save_tflite(network, path):
         flatbuffer = tf.lite.TFLiteConverter.from_saved_model(folder).convert()
     with open(path, "wb") as f:
         f.write(flatbuffer)
+
+
+def to_bytes(model):
+    """The bytes of `model`'s .keras file (how a pickled ImageClassifier carries its model)."""
+    with tempfile.TemporaryDirectory(prefix="automl_kit_") as folder:
+        path = os.path.join(folder, "model.keras")
+        model.save(path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def from_bytes(data):
+    """The model whose .keras file `to_bytes` returned."""
+    with tempfile.TemporaryDirectory(prefix="automl_kit_") as folder:
+        path = os.path.join(folder, "model.keras")
+        with open(path, "wb") as f:
+            f.write(data)
+        return keras.models.load_model(path)

@@ -1,8 +1,5 @@
 """`ImageClassifier`: the estimator facade over adapt -> search -> build -> train -> export."""
 
-import importlib.util
-import os
-import tempfile
 import time
 import warnings
 
@@ -11,39 +8,15 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from automl_kit import export, pipeline, report
-from automl_kit.blocks.search_space import SEARCH_SPACES, DenseSearchSpace, MacroSearchSpace, MicroSearchSpace
-from automl_kit.tuner import distribute, get_strategy, training
+from automl_kit import export, params, pipeline, report
+from automl_kit.blocks.search_space import search_space_for, search_space_settings
+from automl_kit.tuner import distribute, training
 from automl_kit.tuner.budget import TimeBudget
 
 DEFAULT_EPOCHS = 10
 # With a time_limit and no epochs, the supernet, the trials (with early
 # stopping) and the final model train until their share of the budget ends.
 EPOCHS_UNTIL_DEADLINE = 1000
-OBJECTIVES = ("val_accuracy", "val_loss")
-MIXED_PRECISION_SETTINGS = (False, True, "mixed_float16", "mixed_bfloat16")
-JIT_COMPILE_SETTINGS = ("auto", True, False)
-
-
-def _is_positive_int(value):
-    """Whether `value` is an int (Python's or numpy's) of at least 1."""
-    return isinstance(value, (int, np.integer)) and value >= 1
-
-
-def _model_to_bytes(model):
-    with tempfile.TemporaryDirectory(prefix="automl_kit_") as folder:
-        path = os.path.join(folder, "model.keras")
-        model.save(path)
-        with open(path, "rb") as f:
-            return f.read()
-
-
-def _model_from_bytes(data):
-    with tempfile.TemporaryDirectory(prefix="automl_kit_") as folder:
-        path = os.path.join(folder, "model.keras")
-        with open(path, "wb") as f:
-            f.write(data)
-        return keras.models.load_model(path)
 
 
 class ImageClassifier(ClassifierMixin, BaseEstimator):
@@ -228,37 +201,20 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         Returns:
             self.
         """
-        self._check_params()
-        training.grow_gpu_memory()
+        params.check_params(self)
+        training.grow_gpu_memory()  # before anything places a tensor on a GPU
+        callbacks = list(callbacks or [])
         strategy = self._strategy()
-        workers, chief = distribute.workers(strategy)
+        params.check_fit_arguments(epochs if epochs is not None else self.epochs, batch_size, callbacks, strategy,
+                                   self.time_limit)
+        _, chief = distribute.workers(strategy)
         budget = None if self.time_limit is None else TimeBudget(self.time_limit)
         started = time.monotonic()
         epochs = epochs if epochs is not None else self.epochs
         epochs_until_deadline = epochs is None and budget is not None
-        if epochs is not None and not _is_positive_int(epochs):
-            raise ValueError(f"epochs must be a positive int or None; got {epochs!r}.")
         if epochs is None:
             # Under a time budget, training runs as long as the budget allows.
             epochs = DEFAULT_EPOCHS if budget is None else EPOCHS_UNTIL_DEADLINE
-        if not _is_positive_int(batch_size):
-            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
-        if batch_size < strategy.num_replicas_in_sync:
-            raise ValueError(f"batch_size={batch_size} is smaller than the {strategy.num_replicas_in_sync} replicas of "
-                             "distribution_strategy: every replica needs a share of each batch. Raise batch_size.")
-        if workers > 1 and self.time_limit is not None:
-            raise ValueError(
-                f"time_limit is not supported with {workers} workers: each worker's own clock would end training "
-                "at a different step, and the workers must take the same steps. Pass time_limit=None and bound "
-                "the search with max_trials and epochs.")
-        callbacks = list(callbacks or [])
-        if workers > 1 and callbacks:
-            raise ValueError(f"callbacks are not supported with {workers} workers: Keras's Model.fit, which calls them, "
-                             "does not run under MultiWorkerMirroredStrategy, so the search trains in a loop of its "
-                             "own there. Pass callbacks=None.")
-        if training.tensorboard_log_dir(callbacks) is not None and importlib.util.find_spec("tensorboard") is None:
-            raise ImportError("A keras.callbacks.TensorBoard callback needs the tensorboard package: "
-                              "pip install tensorboard (or 'automl_kit[tensorboard]').")
 
         validate_data(self, X=x, y=y, reset=True, skip_check_array=True, ensure_2d=False)  # feature names
         data, coder, data_fingerprint = pipeline.adapt(
@@ -266,20 +222,13 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             class_weight=self.class_weight, dtype_policy=self._dtype_policy(), strategy=strategy,
             jit_compile=self.jit_compile)
         spec = data.input_spec
-        space = self._make_search_space(spec)
-        if self.max_model_size is not None:
-            smallest = data.count_params(space.smallest())
-            if smallest > self.max_model_size:
-                raise ValueError(
-                    f"max_model_size={self.max_model_size} is below the smallest model in the "
-                    f"search space for samples of shape {spec.input_shape} ({smallest:,} parameters). "
-                    "Raise max_model_size or pass None."
-                )
+        space = search_space_for(spec, self.search_space)
+        pipeline.check_model_size(data, space, self.max_model_size)
         fingerprint = {
             **data_fingerprint,
             "settings": {
-                "tuner": self._tuner_for(spec), "search_space": self._search_space_settings(), "seed": self.seed,
-                "objective": self.objective, "max_model_size": self.max_model_size, "epochs": int(epochs),
+                "tuner": self._tuner_for(spec), "search_space": search_space_settings(self.search_space),
+                "seed": self.seed, "objective": self.objective, "max_model_size": self.max_model_size, "epochs": int(epochs),
                 "batch_size": int(batch_size),
                 "validation_split": None if validation_data is not None else float(validation_split),
                 "input_shape": list(spec.input_shape),
@@ -326,28 +275,6 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
         return self.distribution_strategy or tf.distribute.get_strategy()
 
-    def _search_space_settings(self):
-        """The search space as a dict: {"name": ..., and its keyword arguments}."""
-        settings = self.search_space
-        if isinstance(settings, str):
-            settings = {"name": settings}
-        if not isinstance(settings, dict) or settings.get("name") not in SEARCH_SPACES:
-            raise ValueError(
-                f"search_space must be one of {SEARCH_SPACES} or a dict like {{'name': 'micro', 'num_nodes': 5}}; "
-                f"got {self.search_space!r}."
-            )
-        return dict(settings)
-
-    def _make_search_space(self, spec):
-        settings = self._search_space_settings()
-        if not spec.is_image:
-            return DenseSearchSpace()
-        space_class = MicroSearchSpace if settings.pop("name") == "micro" else MacroSearchSpace
-        try:
-            return space_class(spec.image_shape, **settings)
-        except TypeError as error:
-            raise ValueError(f"Bad search_space settings {self.search_space!r}: {error}.") from None
-
     def _dtype_policy(self):
         """The Keras dtype policy `mixed_precision` asks for, or None for float32."""
         if self.mixed_precision is True:
@@ -360,51 +287,19 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         """Dense networks for tabular input are few and cheap: they are always searched from scratch."""
         return self.tuner if spec.is_image else "random"
 
-    def _check_params(self):
-        get_strategy(self.tuner)
-        if self.distribution_strategy is not None:
-            import tensorflow as tf
-
-            if not isinstance(self.distribution_strategy, tf.distribute.Strategy):
-                raise TypeError("distribution_strategy must be a tf.distribute.Strategy, such as "
-                                f"tf.distribute.MirroredStrategy(), or None; got {self.distribution_strategy!r}.")
-        if not (self.jit_compile is True or self.jit_compile is False or self.jit_compile == "auto"):
-            raise ValueError(f"jit_compile must be one of {JIT_COMPILE_SETTINGS}; got {self.jit_compile!r}.")
-        if self.mixed_precision not in MIXED_PRECISION_SETTINGS:
-            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION_SETTINGS}; got {self.mixed_precision!r}.")
-        self._search_space_settings()
-        if not _is_positive_int(self.max_trials):
-            raise ValueError(f"max_trials must be a positive int; got {self.max_trials!r}.")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}; got {self.objective!r}.")
-        if self.seed is not None and not isinstance(self.seed, (int, np.integer)):
-            raise ValueError(f"seed must be an int or None; got {self.seed!r}.")
-        if self.max_model_size is not None and not _is_positive_int(self.max_model_size):
-            raise ValueError(f"max_model_size must be a positive int or None; got {self.max_model_size!r}.")
-        if self.time_limit is not None and not (
-            isinstance(self.time_limit, (int, float, np.number)) and self.time_limit > 0
-        ):
-            raise ValueError(f"time_limit must be a positive number of seconds or None; got {self.time_limit!r}.")
-        if not _is_positive_int(self.max_consecutive_failed_trials):
-            raise ValueError(
-                f"max_consecutive_failed_trials must be a positive int; got {self.max_consecutive_failed_trials!r}."
-            )
-        if not _is_positive_int(self.keep_weights) or isinstance(self.keep_weights, bool):
-            raise ValueError(f"keep_weights must be a positive int (the best trial's weights are always kept); "
-                             f"got {self.keep_weights!r}.")
-        if self.class_weight is not None and self.class_weight != "balanced" and not isinstance(self.class_weight, dict):
-            raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}; got {self.class_weight!r}.")
-
     # -------------------------------------------------------------- report --
     @property
     def search_results_(self):
         """A DataFrame with one row per trial, in order: id, status, architecture,
         params, score (the objective, from scratch), shared_score (with shared
         weights, for `"enas"` and `"random_ws"`), epochs, seconds and failure_reason.
-        Its `attrs["final"]` says how the final model was made (see `final_`)."""
+        Its `attrs["final"]` says how the final model was made (see `final_`), and
+        `attrs["ranking"]` how well the shared-weight scores ranked the trials (Kendall
+        tau and Spearman, see `report.ranking`; None with fewer than 3 such trials)."""
         check_is_fitted(self, "trials_")
         frame = report.results_frame(self.trials_)
         frame.attrs["final"] = dict(getattr(self, "final_", {}))
+        frame.attrs["ranking"] = report.ranking(self.trials_)
         return frame
 
     def summary(self):
@@ -492,10 +387,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         state["distribution_strategy"] = None
         if "model_" in state:
             # The model travels as the bytes of its .keras file: no Keras object is pickled.
-            state["model_"] = _model_to_bytes(state["model_"])
+            state["model_"] = export.to_bytes(state["model_"])
         return state
 
     def __setstate__(self, state):
         if isinstance(state.get("model_"), bytes):
-            state = dict(state, model_=_model_from_bytes(state["model_"]))
+            state = dict(state, model_=export.from_bytes(state["model_"]))
         super().__setstate__(state)

@@ -227,3 +227,14 @@ def _search_then_final(project, data, space, *, tuner, seed, objective, max_tria
                         architectures_derived=shared.get("derived", 0), derive_seconds=shared.get("derive_seconds", 0.0),
                         search_seconds=state.get("search_seconds"), final_seconds=state.get("final_seconds"),
                         final=state.get("final") or {})
+
+
+def check_model_size(data, space, max_model_size):
+    """Raises when even the smallest model of `space` for `data` is above `max_model_size` (None: no bound)."""
+    if max_model_size is None:
+        return
+    smallest = data.count_params(space.smallest())
+    if smallest > max_model_size:
+        raise ValueError(
+            f"max_model_size={max_model_size} is below the smallest model in the search space for samples "
+            f"of shape {data.input_spec.input_shape} ({smallest:,} parameters). Raise max_model_size or pass None.")

@@ -21,6 +21,7 @@ import io
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy import stats
 
 from automl_kit.blocks.architecture import Architecture, CellArchitecture, DenseArchitecture, architecture_from_dict
 from automl_kit.tuner.recipe import Recipe
@@ -65,6 +66,43 @@ def results_frame(trials):
     })
 
 
+# Below this Kendall tau, the shared-weight scores tell little about training from scratch.
+WEAK_RANKING_TAU = 0.3
+
+
+def ranking(trials):
+    """How well the shared-weight scores ranked the confirmed architectures: {"kendall_tau", "spearman",
+    "count"} over the completed trials that have both scores, or None with fewer than 3 of them.
+
+    >>> from automl_kit.tuner.trial import Trial
+    >>> trials = [Trial(str(i), None, "completed", score=s, shared_score=w)
+    ...           for i, (s, w) in enumerate([(0.9, 0.5), (0.8, 0.4), (0.7, 0.45)])]
+    >>> ranking(trials)
+    {'kendall_tau': 0.333, 'spearman': 0.5, 'count': 3}
+    """
+    pairs = [(t.shared_score, t.score) for t in trials
+             if t.status == COMPLETED and t.shared_score is not None and t.score is not None]
+    if len(pairs) < 3:
+        return None
+    shared, scratch = np.array(pairs, dtype=float).T
+    tau, rho = stats.kendalltau(shared, scratch).statistic, stats.spearmanr(shared, scratch).statistic
+    if not (np.isfinite(tau) and np.isfinite(rho)):  # all scores equal on one side
+        return None
+    return {"kendall_tau": round(float(tau), 3), "spearman": round(float(rho), 3), "count": len(pairs)}
+
+
+def ranking_text(rank):
+    """One line on `ranking(...)`'s result, saying plainly when the supernet's ranking was not to be trusted."""
+    if rank is None:
+        return None
+    line = (f"Ranking: Kendall tau {rank['kendall_tau']:.2f}, Spearman {rank['spearman']:.2f} between the shared-weight "
+            f"and from-scratch scores of {rank['count']} confirmed architectures")
+    if rank["kendall_tau"] < WEAK_RANKING_TAU:
+        line += (": the shared weights ranked them poorly, so the search did little here beyond its trials; "
+                 "the final choice rests on the from-scratch scores alone")
+    return line
+
+
 def summary_text(best_trial, objective, final_params, search_seconds, final_seconds, trials, history, final=None):
     """The lines `ImageClassifier.summary()` prints; `final` is how the final model was made (`tuner/final.py`)."""
     completed = sum(t.status == COMPLETED for t in trials)
@@ -85,6 +123,9 @@ def summary_text(best_trial, objective, final_params, search_seconds, final_seco
     if final.get("recipe"):
         lines.append(f"  recipe: {Recipe(**final['recipe'])}")
     lines.append(f"Trials: {len(trials)} ({completed} completed, {len(trials) - completed} failed)")
+    rank = ranking_text(ranking(trials))
+    if rank:
+        lines.append(rank)
     if history:
         lines.append(f"Supernet: {len(history)} epoch(s)"
                      + (f", reward {history[-1]['mean_reward']:.3f} and entropy {history[-1]['mean_entropy']:.2f} "
@@ -119,7 +160,9 @@ def plot_search(trials, objective, history=()):
     if failed:
         low = np.nanmin(scores) if np.isfinite(scores).any() else 0.0
         ax.plot(failed, [low] * len(failed), "x", color="red", label="failed")
-    ax.set(xlabel="trial", ylabel=objective, title="Trials")
+    rank = ranking(trials)
+    title = "Trials" if rank is None else f"Trials (Kendall tau {rank['kendall_tau']:.2f} over {rank['count']})"
+    ax.set(xlabel="trial", ylabel=objective, title=title)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(loc="best", fontsize="small")
     if history:

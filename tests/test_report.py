@@ -139,3 +139,22 @@ def test_unfitted_report_raises():
     for call in (lambda: clf.search_results_, clf.summary, clf.plot_search, clf.plot_architecture):
         with pytest.raises(NotFittedError):
             call()
+
+
+def test_the_ranking_of_shared_weight_against_from_scratch_scores_is_measured_and_shown():
+    from automl_kit import report
+
+    space = MacroSearchSpace((8, 8))
+    agree = [Trial(f"{i:04d}", space.smallest(), "completed", score=s, shared_score=s / 2, params=1000)
+             for i, s in enumerate([0.9, 0.8, 0.7, 0.6])]
+    rank = report.ranking(agree)
+    assert rank == {"kendall_tau": 1.0, "spearman": 1.0, "count": 4}
+    text = report.summary_text(agree[0], "val_accuracy", 1000, 1.0, 1.0, agree, [])
+    assert "Kendall tau 1.00" in text and "ranked them poorly" not in text
+    reversed_ = [Trial(t.trial_id, t.architecture, "completed", score=t.score, shared_score=-t.score, params=1000)
+                 for t in agree]
+    assert report.ranking(reversed_)["kendall_tau"] == -1.0
+    assert "ranked them poorly" in report.summary_text(reversed_[0], "val_accuracy", 1000, 1.0, 1.0, reversed_, [])
+    # Without shared scores (random search, or the plan's from-scratch path) there is nothing to rank.
+    assert report.ranking([Trial("0000", space.smallest(), "completed", score=0.9)] * 3) is None
+    assert "Kendall" in report.plot_search(agree, "val_accuracy").axes[0].get_title()

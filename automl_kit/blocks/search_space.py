@@ -212,12 +212,32 @@ class DenseSearchSpace:
         return DenseArchitecture(units=(128,), dropout=0.25)
 
 
-def search_space_for(input_spec, name="micro"):
-    """The search space called `name` for `input_spec`'s images; dense networks for tabular input."""
-    if name not in SEARCH_SPACES:
-        raise ValueError(f"search_space must be one of {SEARCH_SPACES}; got {name!r}.")
+def search_space_settings(search_space):
+    """`search_space` ("micro", "macro", or a dict like {"name": "micro", "num_nodes": 5}) as a new dict."""
+    settings = {"name": search_space} if isinstance(search_space, str) else search_space
+    if not isinstance(settings, dict) or settings.get("name") not in SEARCH_SPACES:
+        raise ValueError(
+            f"search_space must be one of {SEARCH_SPACES} or a dict like {{'name': 'micro', 'num_nodes': 5}}; "
+            f"got {search_space!r}."
+        )
+    return dict(settings)
+
+
+def search_space_for(input_spec, search_space="micro"):
+    """The search space `search_space` names (see `search_space_settings`) for `input_spec`'s images;
+    dense networks for tabular input.
+
+    >>> import numpy as np
+    >>> from automl_kit.data import InputSpec
+    >>> spec = InputSpec.infer(np.zeros((2, 28, 28), np.uint8), None)
+    >>> search_space_for(spec, {"name": "macro", "layers_per_stage": 3}).layers_per_stage
+    3
+    """
+    settings = search_space_settings(search_space)
     if not input_spec.is_image:
         return DenseSearchSpace()
-    if name == "macro":
-        return MacroSearchSpace(input_spec.image_shape)
-    return MicroSearchSpace(input_spec.image_shape)
+    space_class = MicroSearchSpace if settings.pop("name") == "micro" else MacroSearchSpace
+    try:
+        return space_class(input_spec.image_shape, **settings)
+    except TypeError as error:
+        raise ValueError(f"Bad search_space settings {search_space!r}: {error}.") from None
