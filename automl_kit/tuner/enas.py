@@ -86,7 +86,7 @@ class SharedWeightSearch(SearchStrategy):
         trials = self.project.load_trials()
         state = self.project.state.get("shared_weights", {})
         if "candidates" not in state:
-            plan = self._plan(state, data, batch_size, budget, progress)
+            plan, state = self._plan(state, data, batch_size, budget, progress)
             if plan is None or plan.shared_weights:
                 with forgetting_custom_gradients():
                     state = self._shared_weight_phase(state, data, max_trials, epochs, batch_size, budget, progress)
@@ -98,18 +98,17 @@ class SharedWeightSearch(SearchStrategy):
         return self._confirm(state, trials, data, max_trials, epochs, batch_size, callbacks, budget, progress)
 
     def _plan(self, state, data, batch_size, budget, progress):
-        """The Plan (see plan.py) under a time budget, measured once and kept in the project; None without one."""
-        if budget is None:
-            return None
+        """(plan, state): the Plan (see plan.py) under a time budget, measured once and kept in the
+        project's state; None without a budget, or for a supernet begun before plans existed."""
+        if budget is None or ("plan" not in state and state.get("epochs_done")):
+            return None, state
         if "plan" not in state:
-            if state.get("epochs_done"):  # a supernet from before plans existed: it goes on
-                return None
             plan = plan_search(self.search_space, data, batch_size, budget, SUPERNET_SHARE, MAX_SHARED_STEPS_PER_EPOCH)
             release_memory()
-            state["plan"] = plan.to_dict()
+            state = dict(state, plan=plan.to_dict())
             self.project.update_state(shared_weights=state)
             progress.line(str(plan))
-        return Plan.from_dict(state["plan"])
+        return Plan.from_dict(state["plan"]), state
 
     def _from_scratch_candidates(self, state, data, max_trials, progress):
         """The candidates without a supernet: the space's prior, then distinct uniform draws."""

@@ -5,8 +5,8 @@ supernet's first trace and that of its scoring pass, and enough epochs of
 shared training for its ranking to mean anything. In the full suite at one
 minute, the shared-weight tuners once ended at chance on Fashion-MNIST
 (0.1025 and 0.1145) while `random` reached 0.8185, and at two minutes on
-digits the supernet's one epoch scored every child at chance (0.08): the
-traces had eaten the budget. So before the supernet is built, the search
+digits the supernet had time for one epoch and one scored child, at chance
+(0.08): the traces had eaten the budget. So before the supernet is built, the search
 space's `prior` (a hand-designed child) is built and timed for a few
 training steps (`final.measure`), and the supernet is estimated from it:
 its two traces at `SUPERNET_SETUP_FACTOR` times the child's setup, and
