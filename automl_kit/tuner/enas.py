@@ -218,6 +218,7 @@ class SharedWeightSearch(SearchStrategy):
         scoring = rng.choice(len(data.x_val), count, replace=False)
         # Batches of at most 256, of near-equal sizes, so none is too small to split over replicas.
         batches = np.array_split(scoring, math.ceil(count / 256))
+
         def score(decisions):
             accuracies = [supernet.accuracy(take(x_val, b), data.y_val[b], decisions) for b in batches]
             return float(np.average(accuracies, weights=[len(b) for b in batches]))
@@ -227,7 +228,8 @@ class SharedWeightSearch(SearchStrategy):
         scored = {prior: score(list(prior))}
         with progress.bar("Scoring architectures", total=DERIVE_SAMPLES, unit="arch") as bar:
             for _ in range(DERIVE_SAMPLES):
-                if deadline is not None and time.monotonic() >= deadline and scored:
+                # At least one drawn architecture besides the prior, whatever the clock says.
+                if deadline is not None and time.monotonic() >= deadline and len(scored) > 1:
                     break
                 bar.update(1)
                 decisions, _ = self._sample(controller, rng)
