@@ -175,6 +175,10 @@ class SearchStrategy(abc.ABC):
         """Epochs for the final model: by default the best trial's best epoch count."""
         return best.best_epoch
 
+    def within_size(self, architecture, data):
+        """Whether `architecture`'s model for `data` has at most `max_model_size` parameters (always, without a bound)."""
+        return self.max_model_size is None or data.count_params(architecture) <= self.max_model_size
+
     def best_trials(self, trials, count):
         """The `count` best completed trials, best first; among equal scores the smaller model wins."""
         sign = -1.0 if training.objective_direction(self.objective) == "min" else 1.0

@@ -117,8 +117,7 @@ class SharedWeightSearch(SearchStrategy):
         candidates, seen = [], set()
         for architecture in proposals:
             key = tuple(self.search_space.encode(architecture))
-            if key in seen or (self.max_model_size is not None
-                               and data.count_params(architecture) > self.max_model_size):
+            if key in seen or not self.within_size(architecture, data):
                 continue
             seen.add(key)
             candidates.append({"architecture": architecture.to_dict(), "shared_score": None})
@@ -245,10 +244,8 @@ class SharedWeightSearch(SearchStrategy):
         candidates = []
         for decisions, shared_score in ranked:
             architecture = self.search_space.decode(decisions)
-            if self.max_model_size is not None:
-                params = data.count_params(architecture)
-                if params > self.max_model_size:
-                    continue
+            if not self.within_size(architecture, data):
+                continue
             candidates.append({"architecture": architecture.to_dict(), "shared_score": shared_score})
             if len(candidates) == max_trials:
                 break

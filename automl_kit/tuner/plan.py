@@ -30,8 +30,8 @@ from automl_kit.tuner.recipe import Recipe
 # (32 steps, mostly its trace) and its first scoring pass took 29.6 s and 13 s,
 # where the prior's build and first step took about 10 s.
 SUPERNET_SETUP_FACTOR = 4.0
-# A uniform warm-up epoch and four of the controller learning: fewer leave
-# the ranking near chance (the digits run above).
+# A uniform warm-up epoch and four of the controller learning. Chosen, not
+# measured epoch by epoch: one epoch left the ranking at chance (the digits run above).
 MIN_SUPERNET_EPOCHS = 5
 MIN_CONFIRM_EPOCHS = 3
 

@@ -26,12 +26,8 @@ class RandomSearch(SearchStrategy):
         rng = np.random.default_rng([self.seed, index])
         for _ in range(_MAX_SAMPLING_ATTEMPTS):
             architecture = self.search_space.sample(rng)
-            if architecture in seen:
+            if architecture in seen or not self.within_size(architecture, data):
                 continue
-            if self.max_model_size is not None:
-                params = data.count_params(architecture)
-                if params > self.max_model_size:
-                    continue
             return architecture
         return None
 
