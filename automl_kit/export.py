@@ -37,13 +37,22 @@ def label_lookup(classes):
     return layers.StringLookup(vocabulary=[str(c) for c in classes], invert=True, num_oov_indices=0, name="label")
 
 
-def with_labels(model, classes, one_hot=False):
+def with_labels(model, classes, one_hot=False, any_size=False):
     """Returns a model with outputs {"probabilities", "label"} around the trained `model`.
 
     For one-hot targets the label is the class index, the position of the 1.
+    With `any_size`, it takes (N, H, W, C) images of any height and width and
+    resizes them to the network's size with a standard `Resizing` layer, the
+    computation `automl_kit.data.sources.resize` makes when it reads files.
     """
-    inputs = keras.Input(shape=model.input_shape[1:], name=model.inputs[0].name)
-    probabilities = model(inputs)
+    shape = model.input_shape[1:]
+    inputs = keras.Input(shape=(None, None, shape[-1]) if any_size else shape, name=model.inputs[0].name)
+    images = inputs
+    if any_size:
+        images = layers.Resizing(shape[0], shape[1], interpolation="bilinear", antialias=True, name="resize")(inputs)
+    # training=False fixed in the graph: after a Resizing layer, Keras 3 would otherwise run the
+    # network's batch norm in training mode when the model is called without `training`.
+    probabilities = model(images, training=False)
     index = keras.ops.argmax(probabilities, axis=-1)
     lookup = label_lookup(np.arange(len(classes)) if one_hot else classes)
     return keras.Model(inputs, {"probabilities": probabilities, "label": lookup(index)}, name="automl_kit_classifier")
@@ -65,7 +74,7 @@ def save(model, path, format="keras"):
         model.save(path)
         return
     if format == "saved_model":
-        model.export(path, format="tf_saved_model", verbose=False)
+        _save_saved_model(model, path)
         return
     network = model.get_layer(MODEL_NAME)
     if format == "tflite":
@@ -77,6 +86,37 @@ def save(model, path, format="keras"):
     labels = model.get_layer("label").get_vocabulary()
     with open(path + ".labels.txt", "w") as f:
         f.write("".join(f"{label}\n" for label in labels))
+
+
+def _save_saved_model(model, path):
+    """A SavedModel with `serve` (image tensors, as `model` takes them) and, for image models,
+    `serve_bytes`: a batch of encoded JPEG, PNG, GIF or BMP files, each decoded to the model's
+    channel count and resized to its size inside the graph, as TensorFlow Serving users send them."""
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    shape = model.input_shape[1:]
+    archive.track_and_add_endpoint("serve", model, [tf.TensorSpec((None, *shape), tf.float32)])
+    # (H, W) grey images, (H, W, C) images, or any size resized to the network's (H, W, C).
+    image_shape = model.get_layer(MODEL_NAME).input_shape[1:] if shape[0] is None else shape
+    if len(image_shape) in (2, 3):
+        height, width, channels = (*image_shape, 1)[:3]
+
+        def decode(encoded):
+            image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+            image = tf.cast(tf.ensure_shape(image, (None, None, channels)), tf.float32)
+            # The same resize as keras.layers.Resizing(antialias=True); an identity at the same size.
+            return tf.image.resize(image, (height, width), method="bilinear", antialias=True)
+
+        @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
+        def serve_bytes(encoded):
+            images = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec((height, width, channels)))
+            if len(shape) != 3:  # the model takes (H, W) grey images
+                images = tf.reshape(images, (-1, *shape))
+            return model(images)
+
+        archive.add_endpoint("serve_bytes", serve_bytes)
+    archive.write_out(path, verbose=False)
 
 
 def _save_tflite(network, path):

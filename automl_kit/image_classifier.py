@@ -1,7 +1,6 @@
 """`ImageClassifier`: the estimator facade over adapt -> search -> build -> train -> export."""
 
 import time
-import warnings
 
 import keras
 import numpy as np
@@ -66,6 +65,14 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             for the confirmation trials of `"enas"` and `"random_ws"`) and of
             the final model (default 10, or as many as `time_limit` allows
             when it is set); `fit(epochs=...)` overrides it.
+        image_size: `(height, width)` (or one int) the network sees. Images
+            read from files, folders or a dataset, or passed in several sizes,
+            are resized to it; without it, to their median size with the
+            longer side capped at 64 pixels. Either way the exported model
+            takes images of any size and resizes them itself.
+        skip_unreadable: leave image files that cannot be decoded out of
+            `fit` with a warning listing them, instead of stopping with an
+            error that names them.
         input_shape: `(H, W)` or `(H, W, C)` of flattened images passed as 2-D
             `(N, H*W*C)` arrays. Without it, 2-D input of a square width of
             at least 64 is read as square grayscale images (784 -> 28x28) and
@@ -133,7 +140,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, max_trials=10, tuner="enas", search_space="micro", directory=None,
                  project_name="image_classifier", overwrite=False, seed=None, objective="val_accuracy",
-                 max_model_size=None, time_limit=None, epochs=None, input_shape=None, class_weight=None,
+                 max_model_size=None, time_limit=None, epochs=None, image_size=None, skip_unreadable=False,
+                 input_shape=None, class_weight=None,
                  max_consecutive_failed_trials=3, keep_weights=2, mixed_precision=False,
                  distribution_strategy=None, jit_compile="auto"):
         self.max_trials = max_trials
@@ -147,6 +155,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.max_model_size = max_model_size
         self.time_limit = time_limit
         self.epochs = epochs
+        self.image_size = image_size
+        self.skip_unreadable = skip_unreadable
         self.input_shape = input_shape
         self.class_weight = class_weight
         self.max_consecutive_failed_trials = max_consecutive_failed_trials
@@ -166,16 +176,21 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     # ----------------------------------------------------------------- fit --
-    def fit(self, x, y, epochs=None, batch_size=32, validation_split=0.2, validation_data=None,
+    def fit(self, x, y=None, epochs=None, batch_size=32, validation_split=0.2, validation_data=None,
             callbacks=None, verbose=1, sample_weight=None):
         """Searches for the best architecture, then trains it on all the data.
 
         Args:
-            x: images, (N, H, W) or (N, H, W, C), uint8 or float, or a list of
-                equally shaped images; also 2-D (N, F) arrays or DataFrames of
-                flattened images (see `input_shape`) or tabular features.
+            x: images, (N, H, W) or (N, H, W, C), uint8 or float; a folder
+                with one subfolder of images per class (y omitted: the labels
+                are the subfolder names); a list of image files, or of arrays
+                or PIL images of any sizes; a `tf.data.Dataset` of (image,
+                label) pairs or batches (see `image_size`). Also 2-D (N, F)
+                arrays or DataFrames of flattened images (see `input_shape`)
+                or tabular features.
             y: class labels (ints, strings, bools, pandas Series or
-                Categorical), or one-hot rows (N, K).
+                Categorical), or one-hot rows (N, K); None for a folder or
+                a dataset.
             epochs: most epochs per trial; overrides the `epochs` parameter.
                 Early stopping ends most trials sooner, and the final model
                 trains for the best trial's best epoch count.
@@ -186,7 +201,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             validation_split: share of (x, y) held out, stratified and
                 shuffled with `seed`, to score trials. Ignored with
                 `validation_data`.
-            validation_data: `(x_val, y_val)` to score trials instead.
+            validation_data: `(x_val, y_val)`, a class folder or a dataset,
+                to score trials instead.
             callbacks: Keras callbacks for every trial and the final training.
                 A `keras.callbacks.TensorBoard(log_dir)` logs each trial
                 under `log_dir/trial_<id>`, the final training under
@@ -204,7 +220,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         params.check_params(self)
         training.grow_gpu_memory()  # before anything places a tensor on a GPU
         callbacks = list(callbacks or [])
-        strategy = self._strategy()
+        strategy = params.strategy(self.distribution_strategy)
         params.check_fit_arguments(epochs if epochs is not None else self.epochs, batch_size, callbacks, strategy,
                                    self.time_limit)
         _, chief = distribute.workers(strategy)
@@ -216,27 +232,21 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             # Under a time budget, training runs as long as the budget allows.
             epochs = DEFAULT_EPOCHS if budget is None else EPOCHS_UNTIL_DEADLINE
 
-        validate_data(self, X=x, y=y, reset=True, skip_check_array=True, ensure_2d=False)  # feature names
+        # Feature names only; y=None (a folder, a dataset) is the label coder's to check.
+        validate_data(self, X=x, y="no_validation" if y is None else y, reset=True, skip_check_array=True,
+                      ensure_2d=False)
         data, coder, data_fingerprint = pipeline.adapt(
-            x, y, sample_weight, validation_split, validation_data, input_shape=self.input_shape, seed=self.seed,
-            class_weight=self.class_weight, dtype_policy=self._dtype_policy(), strategy=strategy,
+            x, y, sample_weight, validation_split, validation_data, input_shape=self.input_shape,
+            image_size=self.image_size, skip_unreadable=self.skip_unreadable, seed=self.seed,
+            class_weight=self.class_weight, dtype_policy=params.dtype_policy(self.mixed_precision), strategy=strategy,
             jit_compile=self.jit_compile)
         spec = data.input_spec
         space = search_space_for(spec, self.search_space)
         pipeline.check_model_size(data, space, self.max_model_size)
-        fingerprint = {
-            **data_fingerprint,
-            "settings": {
-                "tuner": self._tuner_for(spec), "search_space": search_space_settings(self.search_space),
-                "seed": self.seed, "objective": self.objective, "max_model_size": self.max_model_size, "epochs": int(epochs),
-                "batch_size": int(batch_size),
-                "validation_split": None if validation_data is not None else float(validation_split),
-                "input_shape": list(spec.input_shape),
-                "image_shape": None if spec.image_shape is None else list(spec.image_shape),
-                # Only when set, so projects from before this setting existed still resume.
-                **({"dtype_policy": data.dtype_policy} if data.dtype_policy else {}),
-            },
-        }
+        fingerprint = pipeline.project_fingerprint(
+            data_fingerprint, data, tuner=self._tuner_for(spec), search_space=search_space_settings(self.search_space),
+            seed=self.seed, objective=self.objective, max_model_size=self.max_model_size, epochs=int(epochs),
+            batch_size=int(batch_size), validation_split=None if validation_data is not None else float(validation_split))
         result = pipeline.search_and_train(
             data, space, fingerprint, tuner=self._tuner_for(spec), directory=self.directory,
             project_name=self.project_name, overwrite=self.overwrite, seed=self.seed, objective=self.objective,
@@ -262,26 +272,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.input_spec_ = spec
         self.n_features_in_ = spec.n_features
         self.fit_seconds_ = time.monotonic() - started
-        if self.time_limit is not None and self.fit_seconds_ > 1.1 * self.time_limit:
-            warnings.warn(
-                f"fit took {self.fit_seconds_:.0f} s, more than 10% over time_limit={self.time_limit:g} s: each model's "
-                "first step (building and tracing it, longest for a shared-weight supernet) cannot be cut short, "
-                "and these fixed costs did not fit in the limit. Raise time_limit, or use tuner='random' "
-                "for a budget this small.", UserWarning, stacklevel=2)
+        params.warn_if_over_time(self.fit_seconds_, self.time_limit)
         return self
-
-    def _strategy(self):
-        import tensorflow as tf
-
-        return self.distribution_strategy or tf.distribute.get_strategy()
-
-    def _dtype_policy(self):
-        """The Keras dtype policy `mixed_precision` asks for, or None for float32."""
-        if self.mixed_precision is True:
-            import tensorflow as tf
-
-            return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
-        return self.mixed_precision or None
 
     def _tuner_for(self, spec):
         """Dense networks for tabular input are few and cheap: they are always searched from scratch."""
@@ -323,14 +315,18 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         return report.plot_architecture(self.best_architecture_)
 
     # ------------------------------------------------------------- predict --
-    def _conform(self, x):
+    def _read(self, x, y=None, labelled=False):
+        """`x` as the network's input array, and its labels (`y`, or its folder's or dataset's)."""
         check_is_fitted(self, "model_")
         validate_data(self, X=x, reset=False, skip_check_array=True, ensure_2d=False)  # feature names
-        return self.input_spec_.conform(x, name="x")
+        return pipeline.read_like(self.input_spec_, x, y, labelled=labelled)
 
     def predict_proba(self, x, batch_size=256):
-        """Returns (N, K) class probabilities; column k is class `classes_[k]`."""
-        x = self._conform(x).astype(np.float32)
+        """Returns (N, K) class probabilities; column k is class `classes_[k]`.
+
+        `x` takes every form `fit` does; a folder stands for all the images
+        in it, in the order of their sorted paths."""
+        x = self._read(x)[0].astype(np.float32)
         # Direct calls, not model.predict: inputs of every new length would retrace predict's graph.
         return np.concatenate([
             keras.ops.convert_to_numpy(self.model_(x[i:i + batch_size], training=False))
@@ -342,14 +338,21 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(x, batch_size)
         return self.label_coder_.decode(np.argmax(proba, axis=1))
 
-    def evaluate(self, x, y, batch_size=256):
-        """Returns {"loss": cross-entropy, "accuracy": ...} of the final model on (x, y)."""
+    def evaluate(self, x, y=None, batch_size=256):
+        """Returns {"loss": cross-entropy, "accuracy": ...} of the final model on (x, y), or on
+        a class folder or dataset `x` with y omitted."""
+        x, y = self._read(x, y, labelled=True)
         proba = self.predict_proba(x, batch_size)
         labels = self.label_coder_.encode(y, name="y")
         if len(proba) != len(labels):
             raise ValueError(f"x and y have different lengths: {len(proba)} samples but {len(labels)} labels.")
         picked = np.clip(proba[np.arange(len(labels)), labels], 1e-7, 1.0)
         return {"loss": float(-np.mean(np.log(picked))), "accuracy": float(np.mean(proba.argmax(axis=1) == labels))}
+
+    def score(self, x, y=None, sample_weight=None):
+        """Mean accuracy on (x, y), or on a class folder or dataset `x` with y omitted."""
+        x, y = self._read(x, y, labelled=True)
+        return super().score(x, self.label_coder_.decode(self.label_coder_.encode(y)), sample_weight)
 
     def export_model(self, path=None, format="keras"):
         """Returns the deployable final model, and writes it to `path` if given.
@@ -374,7 +377,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"format must be one of {export.FORMATS}; got {format!r}.")
         if path is None and format != "keras":
             raise ValueError(f"Exporting as {format!r} needs a path to write to.")
-        model = export.with_labels(self.model_, self.classes_, one_hot=self.label_coder_.one_hot_)
+        model = export.with_labels(self.model_, self.classes_, one_hot=self.label_coder_.one_hot_,
+                                   any_size=self.input_spec_.any_size)
         if path is not None and getattr(self, "_writes_files", True):  # under several workers, the chief alone
             export.save(model, path, format)
         return model

@@ -6,10 +6,12 @@ never costs a search.
 """
 
 import importlib.util
+import warnings
 
 import numpy as np
 
 from automl_kit.blocks.search_space import search_space_settings
+from automl_kit.data import sources
 from automl_kit.tuner import distribute, get_strategy, training
 
 OBJECTIVES = ("val_accuracy", "val_loss")
@@ -54,9 +56,29 @@ def check_params(estimator):
     if not is_positive_int(estimator.keep_weights) or isinstance(estimator.keep_weights, bool):
         raise ValueError(f"keep_weights must be a positive int (the best trial's weights are always kept); "
                          f"got {estimator.keep_weights!r}.")
+    if estimator.image_size is not None:
+        sources.check_image_size(estimator.image_size)
+    if not isinstance(estimator.skip_unreadable, (bool, np.bool_)):
+        raise ValueError(f"skip_unreadable must be True or False; got {estimator.skip_unreadable!r}.")
     weights = estimator.class_weight
     if weights is not None and weights != "balanced" and not isinstance(weights, dict):
         raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}; got {weights!r}.")
+
+
+def strategy(distribution_strategy):
+    """The `tf.distribute.Strategy` to run on: the one given, or TensorFlow's default."""
+    import tensorflow as tf
+
+    return distribution_strategy or tf.distribute.get_strategy()
+
+
+def dtype_policy(mixed_precision):
+    """The Keras dtype policy `mixed_precision` asks for, or None for float32."""
+    if mixed_precision is True:
+        import tensorflow as tf
+
+        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    return mixed_precision or None
 
 
 def check_fit_arguments(epochs, batch_size, callbacks, strategy, time_limit):
@@ -81,3 +103,13 @@ def check_fit_arguments(epochs, batch_size, callbacks, strategy, time_limit):
     if training.tensorboard_log_dir(callbacks) is not None and importlib.util.find_spec("tensorboard") is None:
         raise ImportError("A keras.callbacks.TensorBoard callback needs the tensorboard package: "
                           "pip install tensorboard (or 'automl_kit[tensorboard]').")
+
+
+def warn_if_over_time(fit_seconds, time_limit):
+    """Warns when a `fit` took more than 10% over its `time_limit`, and says why it can."""
+    if time_limit is not None and fit_seconds > 1.1 * time_limit:
+        warnings.warn(
+            f"fit took {fit_seconds:.0f} s, more than 10% over time_limit={time_limit:g} s: each model's "
+            "first step (building and tracing it, longest for a shared-weight supernet) cannot be cut short, "
+            "and these fixed costs did not fit in the limit. Raise time_limit, or use tuner='random' "
+            "for a budget this small.", UserWarning, stacklevel=3)

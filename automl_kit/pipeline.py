@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
-from automl_kit.data import InputSpec, LabelCoder, to_array, validation_split_indices
+from automl_kit.data import InputSpec, LabelCoder, sources, to_array, validation_split_indices
 from automl_kit.tuner import Project, SearchData, distribute, get_strategy, training
 from automl_kit.tuner.final import train_final
 from automl_kit.tuner.progress import Progress
@@ -74,11 +74,42 @@ def sample_weights(sample_weight, labels, coder, class_weight):
     return weights.astype(np.float32)
 
 
-def adapt(x, y, sample_weight, validation_split, validation_data, *, input_shape, seed, class_weight,
-          dtype_policy, strategy, jit_compile):
-    """Checks and converts the user's data; returns (SearchData, LabelCoder, data fingerprint)."""
+def read_like(spec, x, y=None, *, labelled, name="x"):
+    """`x` (any form `fit` takes) as an array shaped for the fitted `spec`, and its labels (`y`,
+    or those its folder or dataset carries).
+
+    Files, folders, datasets and images of other sizes are resized exactly as
+    the exported model resizes them (float32, not rounded), so `predict`
+    agrees with the exported model on them.
+    """
+    if spec.is_image and (sources.is_source(x) or (spec.any_size and _other_size(x, spec))):
+        images = sources.read(x, y, labelled=labelled, image_size=spec.image_shape[:2],
+                              channels=spec.image_shape[2], exact=True, name=name)
+        x, y = images.pixels, images.labels
+    return spec.conform(x, name=name), y
+
+
+def _other_size(x, spec):
+    shape = np.shape(x)
+    return len(shape) in (3, 4) and tuple(shape[1:3]) != tuple(spec.image_shape[:2])
+
+
+def adapt(x, y, sample_weight, validation_split, validation_data, *, input_shape, image_size, skip_unreadable,
+          seed, class_weight, dtype_policy, strategy, jit_compile):
+    """Checks and converts the user's data; returns (SearchData, LabelCoder, data fingerprint).
+
+    Folders, files, datasets and images of several sizes (or any images, with
+    `image_size`) are read by `data.sources` into one uint8 array at one size.
+    """
+    any_size = sources.is_source(x) or image_size is not None
+    if any_size:
+        images = sources.read(x if sources.is_source(x) else list(to_array(x, name="x")), y,
+                              image_size=image_size, skip_unreadable=skip_unreadable, name="x")
+        x, y = images.pixels, images.labels
     x = to_array(x, name="x")
     spec = InputSpec.infer(x, input_shape)
+    if any_size:
+        spec = dataclasses.replace(spec, any_size=True)
     x = x.reshape((len(x),) + spec.input_shape)
     coder = LabelCoder().fit(y, name="y")
     labels = coder.encode(y, name="y")
@@ -87,11 +118,13 @@ def adapt(x, y, sample_weight, validation_split, validation_data, *, input_shape
     weights = sample_weights(sample_weight, labels, coder, class_weight)
 
     if validation_data is not None:
+        if isinstance(validation_data, (str, os.PathLike)) or sources.is_dataset(validation_data):
+            validation_data = (validation_data, None)  # a class folder or a dataset carries its labels
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a tuple (x_val, y_val).")
+            raise ValueError("validation_data must be a tuple (x_val, y_val), a class folder or a tf.data.Dataset.")
         x_train, y_train, w_train = x, labels, weights
-        x_val = spec.conform(validation_data[0], name="validation_data[0]")
-        y_val = coder.encode(validation_data[1], name="validation_data[1]")
+        x_val, y_val = read_like(spec, *validation_data, labelled=True, name="validation_data[0]")
+        y_val = coder.encode(y_val, name="validation_data[1]")
         w_val = None
         if len(x_val) != len(y_val):
             raise ValueError(f"validation_data has {len(x_val)} samples but {len(y_val)} labels.")
@@ -112,6 +145,19 @@ def adapt(x, y, sample_weight, validation_split, validation_data, *, input_shape
         "validation": None if validation_data is None else fingerprint(x_val, y_val),
     }
     return data, coder, prints
+
+
+def project_fingerprint(data_fingerprint, data, **settings):
+    """What a project must match to resume: the data, and the `settings` that shape the search."""
+    spec = data.input_spec
+    settings.update(input_shape=list(spec.input_shape),
+                    image_shape=None if spec.image_shape is None else list(spec.image_shape))
+    # Only when set, so projects from before these settings existed still resume.
+    if data.dtype_policy:
+        settings["dtype_policy"] = data.dtype_policy
+    if spec.any_size:
+        settings["any_size"] = True
+    return {**data_fingerprint, "settings": settings}
 
 
 @dataclasses.dataclass

@@ -134,6 +134,34 @@ def summary_text(best_trial, objective, final_params, search_seconds, final_seco
     return "\n".join(lines)
 
 
+def project_summary_text(path):
+    """`summary_text` for the search stored in the project folder `path` (`directory/project_name`),
+    as `automl-kit summary PATH` prints it; raises naming the folder when it holds no search."""
+    import os
+
+    from automl_kit.tuner.project import Project
+    from automl_kit.tuner.training import objective_direction
+
+    project = Project(os.fspath(path))
+    if not os.path.exists(project.state_path):
+        raise FileNotFoundError(f"{os.fspath(path)!r} holds no search (no {os.path.basename(project.state_path)}); "
+                                "pass the project folder that fit wrote: its directory/project_name.")
+    state, trials = project.state, project.load_trials()
+    objective = state.get("fingerprint", {}).get("settings", {}).get("objective", "val_accuracy")
+    completed = [t for t in trials if t.status == COMPLETED]
+    if not completed:
+        return f"The search in {project.path} has {len(trials)} trial(s) and none has completed yet."
+    sign = -1.0 if objective_direction(objective) == "min" else 1.0
+    best = next((t for t in completed if t.trial_id == state.get("best_trial")), None)
+    best = best or max(completed, key=lambda t: sign * t.score)
+    final = state.get("final") or {}
+    shared = state.get("shared_weights", {})
+    text = summary_text(best, objective, final.get("params", best.params or 0), state.get("search_seconds"),
+                        state.get("final_seconds"), trials, shared.get("history", []), final)
+    status = "complete" if state.get("status") == "completed" else "not finished: fit again to resume it"
+    return f"Search in {project.path} ({status})\n{text}"
+
+
 def _minutes(seconds):
     if seconds is None:
         return "unknown"

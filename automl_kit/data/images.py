@@ -97,10 +97,14 @@ class InputSpec:
             tabular features.
         image_shape: (H, W, C) that the convolutional network sees, or None
             for tabular features.
+        any_size: the images were read from files, a dataset or a list of
+            several sizes (or `image_size` was given): the exported model
+            resizes images of any height and width to `image_shape` itself.
     """
 
     input_shape: tuple
     image_shape: tuple = None
+    any_size: bool = False
 
     @property
     def is_image(self):
