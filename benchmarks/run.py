@@ -4,6 +4,7 @@
     python -m benchmarks.run --suite full                       # four datasets, 1 to 3 minutes each: ~1 h
     python -m benchmarks.run --suite full --budget-minutes 10   # the same, every budget 10 minutes: ~5 h
     python -m benchmarks.run --suite quick --datasets digits --systems baseline,random --budget-minutes 0.2
+    python -m benchmarks.run --suite recipe --systems enas,resnet --base HEAD~1   # a change, side by side
 
 Every system gets the same wall-clock budget per dataset, for its whole fit
 (search and final training), and runs in its own process
@@ -111,17 +112,18 @@ def machine():
     return f"{platform.machine()}, {os.cpu_count()} CPUs, {gpu}"
 
 
-def run_system(system, data_path, budget_seconds, python, seed, log_path):
-    """Runs one worker; returns its result dict, with a status and reason whatever happened."""
+def run_system(system, data_path, budget_seconds, python, seed, log_path, root=ROOT):
+    """Runs one worker on the code under `root` (this tree, or a worktree of an earlier commit);
+    returns its result dict, with a status and reason whatever happened."""
     timeout = 1.5 * budget_seconds + 180
     with tempfile.TemporaryDirectory(prefix=f"bench_{system}_") as workdir:
         out = os.path.join(workdir, "result.json")
         command = [python, "-m", "benchmarks.systems", "--system", system, "--data", data_path,
                    "--budget-seconds", str(budget_seconds), "--workdir", workdir, "--out", out, "--seed", str(seed)]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
         with open(log_path, "w") as log:
             try:
-                process = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                process = subprocess.run(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          timeout=timeout)
             except subprocess.TimeoutExpired:
                 return {"status": "overrun", "reason": f"killed after {timeout:.0f} s (budget {budget_seconds:.0f} s)"}
@@ -184,6 +186,10 @@ def main(argv=None):
     parser.add_argument("--autokeras-python", default=None, help="an interpreter with autokeras installed")
     parser.add_argument("--out", default=RESULTS_DIR, help="folder for the tables and logs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--base", default=None, metavar="COMMIT",
+                        help="also run each automl_kit system (enas, random_ws, random) on the code of COMMIT, "
+                             "from a git worktree, right after the same system on this tree: a change measured "
+                             "side by side in one run")
     args = parser.parse_args(argv)
 
     budgets = dict(SUITES[args.suite])
@@ -212,22 +218,32 @@ def main(argv=None):
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="automl_kit_suite_") as scratch:
+        runs = [(system, system, ROOT) for system in systems]
+        if args.base:
+            base = subprocess.check_output(["git", "rev-parse", "--short", args.base], cwd=ROOT, text=True).strip()
+            tree = os.path.join(scratch, f"base_{base}")
+            subprocess.run(["git", "worktree", "add", "--detach", tree, base], cwd=ROOT, check=True,
+                           capture_output=True)
+            runs = [run for system in systems for run in [(system, system, ROOT)] + (
+                [(system, f"{system}@{base}", tree)] if system in ("enas", "random_ws", "random") else [])]
         for dataset, minutes in budgets.items():
             x_train, y_train, x_test, y_test = load_dataset(dataset, args.data_dir)
             data_path = os.path.join(scratch, f"{dataset}.npz")
             np.savez(data_path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-            for system in systems:
-                print(f"{dataset}: {system}, {minutes:g} min ...", flush=True)
+            for system, label, root in runs:
+                print(f"{dataset}: {label}, {minutes:g} min ...", flush=True)
                 if system == "autokeras" and setup_failure:
                     result = {"status": "crashed", "reason": setup_failure}
                 else:
-                    log_path = f"{stem}_{dataset}_{system}.log"
-                    result = run_system(system, data_path, minutes * 60, pythons[system], args.seed, log_path)
-                row = {"dataset": dataset, "system": system, "budget_seconds": minutes * 60, **result}
+                    log_path = f"{stem}_{dataset}_{label.replace('@', '_at_')}.log"
+                    result = run_system(system, data_path, minutes * 60, pythons[system], args.seed, log_path, root)
+                row = {"dataset": dataset, "system": label, "budget_seconds": minutes * 60, **result}
                 rows.append(row)
                 print("  " + ", ".join(f"{c}={format_cell(c, row.get(c))}" for c in COLUMNS[2:]), flush=True)
                 stamp["versions"] = merged_versions(rows)
                 write_tables(rows, stamp, stem)  # after every run, so an interrupted suite keeps its rows
+        if args.base:
+            subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, capture_output=True)
     print(f"wrote {stem}.md and {stem}.csv")
     return rows
 

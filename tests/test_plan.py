@@ -11,6 +11,7 @@ from automl_kit.blocks.builder import build_model
 from automl_kit.data import InputSpec
 from automl_kit.tuner import SearchData
 from automl_kit.tuner.budget import TimeBudget
+from automl_kit.tuner import plan
 from automl_kit.tuner.plan import Plan, plan_search
 
 
@@ -27,30 +28,46 @@ def test_the_prior_is_an_architecture_of_its_space(space_class, shape):
     assert ("identity" in text) if space_class is MicroSearchSpace else ("conv3x3" in text and "(+0)" in text)
 
 
-def test_the_plan_weighs_the_supernet_against_the_budget(small_digits):
+def test_the_plan_weighs_the_supernet_against_the_budget(small_digits, monkeypatch):
     x, y = small_digits
     x = x[..., None]
     spec = InputSpec.infer(x, None)
     data = SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:], input_spec=spec,
                       num_classes=10, mean=(float(x.mean()),), variance=(float(x.var()),))
     space = MicroSearchSpace((8, 8))
-    tight = plan_search(space, data, 32, TimeBudget(5), 0.25, 300)
-    assert not tight.shared_weights and tight.setup_seconds > 0 and tight.step_seconds > 0
+    # A supernet share above MIN_SUPERNET_SECONDS is measured; traces priced beyond it do not fit.
+    monkeypatch.setattr(plan, "SUPERNET_SETUP_FACTOR", 1000.0)
+    tight = plan_search(space, data, 32, TimeBudget(200), 0.25, 300)
+    assert tight.measured and not tight.shared_weights and tight.setup_seconds > 0 and tight.step_seconds > 0
     assert tight.supernet_seconds > tight.available_seconds
     assert "cannot pay for a supernet" in str(tight)
+    monkeypatch.setattr(plan, "SUPERNET_SETUP_FACTOR", 4.0)
     roomy = plan_search(space, data, 32, TimeBudget(10_000), 0.25, 300)
     assert roomy.shared_weights and roomy.supernet_seconds <= roomy.available_seconds
     assert Plan.from_dict(json.loads(json.dumps(roomy.to_dict()))) == roomy
     assert roomy.confirm_seconds == pytest.approx(roomy.setup_seconds + 3 * roomy.epoch_seconds)
 
 
+def test_a_supernet_share_under_its_traces_is_not_measured(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a budget this small must not spend a build and a trace on measuring")
+
+    monkeypatch.setattr(plan, "measure", refuse)
+    small = plan_search(MicroSearchSpace((8, 8)), None, 32, TimeBudget(60), 0.25, 300)
+    assert not small.measured and not small.shared_weights
+    assert small.available_seconds < plan.MIN_SUPERNET_SECONDS and small.confirm_seconds == float("inf")
+    assert "too small for a supernet" in str(small)
+    assert Plan.from_dict(json.loads(json.dumps(small.to_dict()))) == small
+
+
 def test_a_budget_too_small_for_a_supernet_trains_the_prior_from_scratch(small_digits, tmp_path, capsys):
     x, y = small_digits
     clf = ImageClassifier(max_trials=3, search_space="macro", seed=0, time_limit=25, directory=str(tmp_path))
     clf.fit(x, y, verbose=1)
-    assert "cannot pay for a supernet" in capsys.readouterr().out
+    assert "too small for a supernet" in capsys.readouterr().out
     state = json.load(open(tmp_path / "image_classifier" / "project.json"))["shared_weights"]
-    assert state["plan"]["shared_weights"] is False and "epochs_done" not in state
+    assert state["plan"]["shared_weights"] is False and state["plan"]["setup_seconds"] is None
+    assert "epochs_done" not in state
     assert state["candidates"][0]["architecture"] == MacroSearchSpace((8, 8)).prior().to_dict()
     assert clf.trials_[0].architecture == MacroSearchSpace((8, 8)).prior()
     assert clf.trials_[0].shared_score is None

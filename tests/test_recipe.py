@@ -155,7 +155,7 @@ def test_exported_scaled_model_matches_predict_proba_in_a_fresh_process(monkeypa
     monkeypatch.setattr(final, "scale", lambda best, *args: (best.architecture.scaled(2, 2),
                                                              {"width": 2, "depth": 2, "measured": []}))
     clf = ImageClassifier(max_trials=1, seed=0, tuner="random", search_space="micro").fit(x, y, epochs=1, verbose=0)
-    assert clf.final_["scaling"]["width"] == 2
+    assert clf.final_["scaling"]["width"] == 2 and clf.final_["how"].startswith("from scratch")
     assert architecture_from_dict(clf.final_["architecture"]) == clf.best_architecture_.scaled(2, 2)
     assert clf.search_results_.attrs["final"]["recipe"]["label_smoothing"] == 0.1
     path = tmp_path / "scaled.keras"
@@ -184,3 +184,26 @@ def test_measure_times_real_training_steps_of_a_candidate(small_digits):
     architecture = MicroSearchSpace((8, 8)).sample(np.random.default_rng(0))
     setup, step = final.measure(architecture, data, 32, Recipe.for_final((8, 8, 1), fill=(4.9,)))
     assert 0 < step < setup  # the first step holds the trace
+
+
+def test_an_unscaled_final_model_starts_from_the_best_trials_weights(monkeypatch, small_digits, tmp_path):
+    x, y = small_digits
+    starts, train = [], training.train
+
+    def recording(model, *args, **kwargs):
+        starts.append([w.copy() for w in model.get_weights()])
+        return train(model, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train", recording)
+    clf = ImageClassifier(max_trials=1, seed=0, tuner="random", search_space="macro", directory=str(tmp_path))
+    clf.fit(x, y, epochs=2, verbose=0)
+    assert len(starts) == 2  # the trial, then the final training
+    assert clf.final_["how"] == "from the best trial's weights" and clf.final_["scaling"]["width"] == 1.0
+    from automl_kit.tuner.project import Project
+
+    trial_model = keras.models.clone_model(clf.model_)
+    trial_model.load_weights(Project(str(tmp_path / "image_classifier")).weights_path(clf.trials_[0].trial_id))
+    for started, trained in zip(starts[1], trial_model.get_weights()):
+        np.testing.assert_array_equal(started, trained)
+    # and it trained on from there
+    assert any(not np.array_equal(a, b) for a, b in zip(starts[1], clf.model_.get_weights()))

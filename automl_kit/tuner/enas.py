@@ -269,13 +269,16 @@ class SharedWeightSearch(SearchStrategy):
             # candidates as get that each (measured by the plan, MIN_CONFIRM_SECONDS without one).
             least = MIN_CONFIRM_SECONDS if plan is None else plan.confirm_seconds
             affordable = int(max(end - time.monotonic(), 0.0) // least) + len(trials)
-            if affordable < 1:
-                # Too little time for a confirmation trial and a final training to each build and
-                # trace a model: the best candidate trains until near the limit, and, with no time
-                # left for a retraining, the facade keeps it as the final model.
+            if plan is not None and not plan.measured:
+                # A budget too small to measure the prior is too small to build and trace a model
+                # twice: the one candidate trains until near the limit, and, with no time left for
+                # a retraining, it is the final model.
                 end = budget.end - FINAL_SAVE_SHARE * budget.seconds
-                progress.line("The time budget leaves room to confirm one candidate only: it trains with the "
-                              "final recipe toward the time limit, and any time it leaves goes to the final training.")
+                progress.line("The one candidate trains with the final recipe toward the time limit, and any "
+                              "time it leaves goes to the final training.")
+            elif affordable < 1:
+                progress.line("The time budget leaves room to confirm one candidate: it trains until "
+                              f"{share:.0%} of the budget, and the final training goes on from its weights.")
             elif affordable < total:
                 progress.line(f"The time budget leaves room to confirm {affordable} of {total} candidate(s).")
             total = max(1, min(total, affordable))

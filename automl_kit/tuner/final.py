@@ -14,11 +14,11 @@ architecture trains as found. The scaled network is still an
 Architecture value (`scaled` changes its `filters` and depth fields), built
 by the one builder, so export holds for it as for any child.
 
-Then it trains from scratch on training plus validation data with the final
-recipe (`recipe.py`): flips only where the best trial showed they keep the
-labels, and a one-cycle rate that ends at the time limit. When the time
-left would give fewer epochs from scratch than the best trial needed, the
-trial's own weights (kept on disk) train on instead, unscaled.
+Then it trains on training plus validation data with the final recipe
+(`recipe.py`): flips only where the best trial showed they keep the labels,
+and a one-cycle rate that ends at the time limit. A scaled network starts
+from scratch; the trial's own architecture starts from the trial's weights
+(kept on disk), so that the trial's epochs are not thrown away.
 """
 
 import os
@@ -117,38 +117,43 @@ def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project
 
     Without a budget it trains for `epochs`, its one cycle over them. Under
     a budget it trains until the limit, its one cycle over the wall clock,
-    when `until_deadline` or when `epochs` would not fit; if even the trial's
-    own epoch count would not fit from scratch, it goes on from the trial's
-    weights (when kept on disk), and when less than an epoch is left, the
-    trial's model is the final model. The record (stored in the project's
-    state) says which, with the recipe, the scaling and the parameters.
+    when `until_deadline` or when `epochs` would not fit; when less than an
+    epoch is left, the trial's model is the final model. A final network
+    that is the trial's own architecture (not scaled) starts from the trial's
+    weights (when kept on disk) rather than from scratch: the epochs the
+    trial trained are not thrown away, which at budgets of minutes on a CPU
+    is a large part of all the training there is. The record (stored in the
+    project's state) says how it was trained, with the recipe, the scaling
+    and the parameters.
     """
     flip = data.image_shape is not None and flips_for(best, data.num_classes)
-    architecture, scaling = best.architecture, {"width": 1.0, "depth": 1, "measured": []}
-    deadline, how, decay, from_trial = None, "from scratch", "epochs", False
+    deadline, decay = None, "epochs"
+    trial_weights = project.weights_path(best.trial_id)
     if budget is not None:
         deadline = budget.end
         if until_deadline or budget.final_training_estimate(best, data.growth, epochs) > budget.remaining():
-            decay, how = "deadline", "from scratch until the time limit"
-            if budget.final_training_estimate(best, data.growth) > budget.remaining() and os.path.exists(
-                    project.weights_path(best.trial_id)):
-                from_trial, how = True, "from the trial's weights until the time limit"
-                if budget.final_training_estimate(best, data.growth, 1) > budget.remaining():
-                    progress.line(f"Less than an epoch is left: the final model is trial {best.trial_id}'s.")
-                    model = data.build(architecture)
-                    model.load_weights(project.weights_path(best.trial_id))
-                    return model, {"how": "the best trial's model", "architecture": architecture.to_dict(),
-                                   "scaling": scaling, "recipe": None, "params": int(model.count_params())}
+            decay = "deadline"
+            if budget.final_training_estimate(best, data.growth, 1) > budget.remaining() and os.path.exists(
+                    trial_weights):
+                progress.line(f"Less than an epoch is left: the final model is trial {best.trial_id}'s.")
+                model = data.build(best.architecture)
+                model.load_weights(trial_weights)
+                return model, {"how": "the best trial's model", "architecture": best.architecture.to_dict(),
+                               "scaling": {"width": 1.0, "depth": 1, "measured": []}, "recipe": None,
+                               "params": int(model.count_params())}
     predicted = epochs_left(best, data, budget.end) if budget is not None and best.epochs_run else None
     recipe = Recipe.for_final(data.image_shape, data.mean, flip=flip,
                               epochs=predicted if decay == "deadline" else epochs)
-    if not from_trial:
-        architecture, scaling = scale(best, data, batch_size, deadline if decay == "deadline" else None,
-                                      max_model_size, recipe, progress)
+    architecture, scaling = scale(best, data, batch_size, deadline if decay == "deadline" else None,
+                                  max_model_size, recipe, progress)
+    from_trial = architecture == best.architecture and os.path.exists(trial_weights)
+    how = "from the best trial's weights" if from_trial else "from scratch"
+    if decay == "deadline":
+        how += " until the time limit"
     keras.utils.set_random_seed(int(seed))
     model = data.build(architecture)
     if from_trial:
-        model.load_weights(project.weights_path(best.trial_id))
+        model.load_weights(trial_weights)
     progress.line(f"Training the best architecture (trial {best.trial_id}, {best.score:.4f}) {how} on training + "
                   f"validation data: {model.count_params():,} parameters, {architecture}; {recipe}.")
     weights = None

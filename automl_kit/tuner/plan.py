@@ -34,6 +34,13 @@ SUPERNET_SETUP_FACTOR = 4.0
 # measured epoch by epoch: one epoch left the ranking at chance (the digits run above).
 MIN_SUPERNET_EPOCHS = 5
 MIN_CONFIRM_EPOCHS = 3
+# A supernet share below this is not measured: the supernet's first trace
+# alone took 17 to 22 s on 2 CPU cores (benchmarks/results/supernet_overhead.md),
+# and measuring the prior costs a build and a trace of its own (9 to 18 s on
+# 28x28 images there), which a budget this small needs for training: at 45 s
+# the measurement and the one trial's own setup left Fashion-MNIST at chance.
+# So budgets under 80 s (at the 25% supernet share) train the prior alone.
+MIN_SUPERNET_SECONDS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,15 +48,22 @@ class Plan:
     """How a search spends its budget, with the measurements it was decided from (seconds)."""
 
     shared_weights: bool
-    setup_seconds: float  # the prior's build, compile and first step
+    setup_seconds: float  # the prior's build, compile and first step (None: not measured)
     step_seconds: float  # one training step of the prior at the search's batch size
     epoch_seconds: float  # an epoch of such steps over the training images
     supernet_seconds: float  # the supernet's estimated traces and MIN_SUPERNET_EPOCHS epochs
     available_seconds: float  # what the budget leaves for them
 
     @property
+    def measured(self):
+        return self.setup_seconds is not None
+
+    @property
     def confirm_seconds(self):
-        """The least time a confirmation trial needs: a setup and MIN_CONFIRM_EPOCHS epochs."""
+        """The least time a confirmation trial needs: a setup and MIN_CONFIRM_EPOCHS epochs (unmeasured:
+        more than any budget has, so that the one candidate trains as the final model)."""
+        if not self.measured:
+            return math.inf
         return self.setup_seconds + MIN_CONFIRM_EPOCHS * self.epoch_seconds
 
     def to_dict(self):
@@ -60,6 +74,10 @@ class Plan:
         return cls(**values)
 
     def __str__(self):
+        if not self.measured:
+            return (f"The time budget is too small for a supernet: its share would be {self.available_seconds:.0f} s, "
+                    f"and its traces alone take {MIN_SUPERNET_SECONDS} s or more. The search space's prior trains "
+                    "as the one candidate.")
         if self.shared_weights:
             return (f"The supernet's traces and {MIN_SUPERNET_EPOCHS} epochs should take about "
                     f"{self.supernet_seconds:.0f} s of the {self.available_seconds:.0f} s it has.")
@@ -74,6 +92,10 @@ def plan_search(space, data, batch_size, budget, supernet_share, max_shared_step
     `supernet_share` is the part of the budget the supernet may train until;
     an epoch of it has at most `max_shared_steps` steps.
     """
+    available = budget.start + supernet_share * budget.seconds - time.monotonic()
+    if available < MIN_SUPERNET_SECONDS:
+        return Plan(shared_weights=False, setup_seconds=None, step_seconds=None, epoch_seconds=None,
+                    supernet_seconds=None, available_seconds=round(available, 1))
     steps = math.ceil(len(data.x_train) / batch_size)
     setup, step = measure(space.prior(), data, batch_size, Recipe.for_trial(data.image_shape, data.mean))
     supernet = SUPERNET_SETUP_FACTOR * setup + MIN_SUPERNET_EPOCHS * min(steps, max_shared_steps) * step
