@@ -207,3 +207,20 @@ def test_an_unscaled_final_model_starts_from_the_best_trials_weights(monkeypatch
         np.testing.assert_array_equal(started, trained)
     # and it trained on from there
     assert any(not np.array_equal(a, b) for a, b in zip(starts[1], clf.model_.get_weights()))
+
+
+def test_flip_test_scores_plain_and_mirrored_images_in_batches_of_any_size():
+    from automl_kit.tuner.recipe import flip_test
+
+    # A "classifier" of which half is brighter: mirroring swaps every answer.
+    inputs = keras.Input((4, 6, 1))
+    halves = [keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(crop)(inputs))
+              for crop in (((0, 0), (0, 3)), ((0, 0), (3, 0)))]
+    model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Concatenate()(halves)))
+    y = np.arange(7) % 2
+    x = np.zeros((7, 4, 6, 1), np.float32)
+    for i, label in enumerate(y):
+        x[i, :, 3 * label:3 * label + 3] = 1.0
+    assert flip_test(model, x, y, (4, 6, 1), batch_size=3) == (1.0, 0.0)
+    x[:3] = x[:3, :, ::-1]  # three now face the other way
+    assert flip_test(model, x, y, (4, 6, 1), batch_size=500) == pytest.approx((4 / 7, 3 / 7))

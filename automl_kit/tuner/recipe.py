@@ -250,7 +250,7 @@ def flip_preserves_labels(accuracy, flipped_accuracy, num_classes):
     return (flipped_accuracy - chance) >= FLIP_AGREEMENT * (accuracy - chance)
 
 
-def flip_test(model, x, y, image_shape, batch_size=256):
+def flip_test(model, x, y, image_shape, batch_size=500):
     """(accuracy, accuracy on the images mirrored left-right) of `model` on (x, y).
 
     `x` holds samples in the model's input shape, read as images of `image_shape` to mirror them.
@@ -260,9 +260,10 @@ def flip_test(model, x, y, image_shape, batch_size=256):
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size]
         mirrored = batch.reshape((-1, *image_shape))[:, :, ::-1].reshape(batch.shape)
-        for k, images in enumerate((batch, mirrored)):
-            predicted = np.argmax(keras.ops.convert_to_numpy(model(images, training=False)), axis=1)
-            correct[k] += np.sum(predicted == y[start:start + batch_size])
+        # Plain and mirrored in one call: an eager call costs about the same at any small batch.
+        predicted = np.argmax(keras.ops.convert_to_numpy(model(np.concatenate([batch, mirrored]), training=False)),
+                              axis=1).reshape(2, -1)
+        correct += np.sum(predicted == y[start:start + batch_size], axis=1)
     return tuple(float(c / max(len(x), 1)) for c in correct)
 
 
