@@ -237,7 +237,7 @@ def main(argv=None):
                 else:
                     log_path = f"{stem}_{dataset}_{label.replace('@', '_at_')}.log"
                     result = run_system(system, data_path, minutes * 60, pythons[system], args.seed, log_path, root)
-                row = {"dataset": dataset, "system": label, "budget_seconds": minutes * 60, **result}
+                row = {"dataset": dataset, "budget_seconds": minutes * 60, **result, "system": label}
                 rows.append(row)
                 print("  " + ", ".join(f"{c}={format_cell(c, row.get(c))}" for c in COLUMNS[2:]), flush=True)
                 stamp["versions"] = merged_versions(rows)

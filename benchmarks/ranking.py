@@ -1,0 +1,214 @@
+"""Does the supernet rank architectures as training from scratch does? `python -m benchmarks.ranking`.
+
+    python -m benchmarks.ranking --dataset mnist                  # 20 architectures, ~40 min on 2 CPU cores
+    python -m benchmarks.ranking --dataset cifar10 --sampling uniform,fair
+
+Draws `--architectures` children uniformly from the default (micro) search
+space and scores each two ways on the same validation images:
+
+- **shared weights**: a supernet trained for `--supernet-epochs` epochs of
+  shared steps, one sampled child a step, as `random_ws` and ENAS's warm-up
+  train it; each child scored on `--scoring-images` validation images with
+  the shared weights, as the derivation scores them;
+- **from scratch**: each child built alone and trained with the trials'
+  recipe for `--trial-epochs` epochs, scored on all the validation images.
+
+and prints the Kendall tau and Spearman correlation between the two. Each
+`--sampling` mode trains its own supernet from the same seed, and all of
+them are compared against the same from-scratch scores, side by side:
+
+- `uniform`: every decision drawn uniformly at each step (today's supernet);
+- `fair`: FairNAS's strict fairness (Chu et al. 2021): steps come in groups
+  in which every choice of every decision is trained equally often, so the
+  cheap parameter-free ops cannot win the early race by being sampled more.
+
+Data: `mnist` takes 10,000 training and 2,000 validation images of the MNIST
+training file (stratified, seed 0), `cifar10` 8,000 and 2,000 of CIFAR-10's
+`data_batch_1`; `--train-images` changes the first.
+Writes `benchmarks/results/ranking_<dataset>_<date>_<commit>.md`.
+"""
+
+import argparse
+import datetime
+import math
+import os
+import time
+
+import numpy as np
+
+from benchmarks.search_at_budget import DEFAULT_DATA_DIR, RESULTS_DIR, git_commit, load
+
+
+def fair_group(rng, sizes):
+    """One group of steps (rows) in which each decision's choices appear equally often.
+
+    The group has lcm(sizes) steps; each decision's column is its choices,
+    each shuffled permutation repeated to fill it.
+
+    >>> group = fair_group(np.random.default_rng(0), [2, 3])
+    >>> group.shape, sorted(np.bincount(group[:, 0])), sorted(np.bincount(group[:, 1]))
+    ((6, 2), [3, 3], [2, 2, 2])
+    """
+    steps = math.lcm(*sizes)
+    return np.stack([np.concatenate([rng.permutation(n) for _ in range(steps // n)]) for n in sizes], axis=1)
+
+
+def split(dataset, data_dir, train_images):
+    from sklearn.model_selection import train_test_split
+
+    file = {"mnist": "mnist_train", "cifar10": "cifar10_train_batch1"}[dataset]
+    x, y = load(data_dir, file)
+    x = x[..., None] if x.ndim == 3 else x
+    train_images = train_images or {"mnist": 10_000, "cifar10": 8_000}[dataset]
+    x_train, x_val, y_train, y_val = train_test_split(x, y.astype(np.int64), train_size=train_images,
+                                                      test_size=2_000, stratify=y, random_state=0)
+    return x_train, y_train, x_val, y_val
+
+
+def search_data(x_train, y_train, x_val, y_val):
+    from automl_kit.data import InputSpec
+    from automl_kit.tuner import SearchData
+
+    shape = x_train.shape[1:]
+    pixels = x_train.reshape(-1, shape[-1]).astype(np.float64)
+    return SearchData(x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
+                      input_spec=InputSpec(input_shape=shape, image_shape=shape), num_classes=10,
+                      mean=tuple(pixels.mean(axis=0)), variance=tuple(pixels.var(axis=0)))
+
+
+def shared_scores(space, data, encoded, sampling, epochs, batch_size, scoring_images, seed):
+    """(scores of `encoded` with the shared weights, seconds): a supernet trained with `sampling`."""
+    import keras
+
+    from automl_kit.tuner.base import forgetting_custom_gradients, release_memory
+    from automl_kit.tuner.supernet import Supernet
+
+    started = time.monotonic()
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    n = len(data.x_train)
+    steps = math.ceil(n / batch_size)
+    weights = np.ones(n, np.float32)
+    x_train = data.x_train.astype(np.float32)
+    with forgetting_custom_gradients():
+        supernet = Supernet(space, data.input_spec, data.num_classes, data.mean, data.variance)
+        group = []
+        for epoch in range(epochs):
+            order = rng.permutation(n)
+            losses = []
+            for step in range(steps):
+                rows = order[np.arange(step * batch_size, (step + 1) * batch_size) % n]
+                if sampling == "fair":
+                    if not len(group):
+                        group = list(fair_group(rng, space.decision_sizes))
+                    decisions = group.pop()
+                else:
+                    decisions = [int(rng.integers(size)) for size in space.decision_sizes]
+                losses.append(supernet.train_step(x_train[rows], data.y_train[rows], weights[rows],
+                                                  np.asarray(decisions, np.int32)))
+            print(f"  {sampling} supernet epoch {epoch + 1}: loss {np.mean([float(v) for v in losses]):.3f}",
+                  flush=True)
+        scoring = np.random.default_rng(seed + 1).choice(len(data.x_val), min(scoring_images, len(data.x_val)),
+                                                          replace=False)
+        batches = np.array_split(scoring, math.ceil(len(scoring) / 256))
+        x_val = data.x_val.astype(np.float32)
+        scores = [float(np.average([supernet.accuracy(x_val[b], data.y_val[b], arch) for b in batches],
+                                   weights=[len(b) for b in batches])) for arch in encoded]
+    supernet = None
+    release_memory()
+    return scores, time.monotonic() - started
+
+
+def scratch_score(architecture, data, epochs, batch_size, seed):
+    """(validation accuracy, parameters, seconds) of `architecture` trained alone with the trials' recipe."""
+    import keras
+
+    from automl_kit.tuner import training
+    from automl_kit.tuner.base import forgetting_custom_gradients, release_memory
+    from automl_kit.tuner.recipe import Recipe
+
+    started = time.monotonic()
+    keras.utils.set_random_seed(seed)
+    with forgetting_custom_gradients():
+        model = data.build(architecture)
+        history = training.train(model, data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
+                                 validation_data=data.validation_data, objective="val_accuracy",
+                                 recipe=Recipe.for_trial(data.image_shape, data.mean))
+        params = model.count_params()
+    model = None
+    release_memory()
+    return max(history["val_accuracy"]), params, time.monotonic() - started
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
+    parser.add_argument("--architectures", type=int, default=20)
+    parser.add_argument("--sampling", default="uniform,fair", help="comma-separated: uniform, fair")
+    parser.add_argument("--supernet-epochs", type=int, default=10)
+    parser.add_argument("--trial-epochs", type=int, default=3)
+    parser.add_argument("--scoring-images", type=int, default=1024)
+    parser.add_argument("--train-images", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--out", default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+
+    from scipy.stats import kendalltau, spearmanr
+
+    from automl_kit.blocks.search_space import MicroSearchSpace
+
+    data = search_data(*split(args.dataset, args.data_dir, args.train_images))
+    space = MicroSearchSpace(data.image_shape)
+    rng = np.random.default_rng(args.seed)
+    architectures, seen = [], set()
+    while len(architectures) < args.architectures:
+        architecture = space.sample(rng)
+        if architecture not in seen:
+            seen.add(architecture)
+            architectures.append(architecture)
+    encoded = [np.asarray(space.encode(a), np.int32) for a in architectures]
+    commit = git_commit()
+    print(f"{args.dataset}: {len(data.x_train):,} training, {len(data.x_val):,} validation images; "
+          f"{len(architectures)} architectures; commit {commit}", flush=True)
+
+    shared = {}
+    for sampling in args.sampling.split(","):
+        shared[sampling] = shared_scores(space, data, encoded, sampling, args.supernet_epochs, args.batch_size,
+                                         args.scoring_images, args.seed)
+        print(f"{sampling}: supernet trained and scored in {shared[sampling][1]:.0f} s", flush=True)
+    scratch = []
+    for index, architecture in enumerate(architectures):
+        scratch.append(scratch_score(architecture, data, args.trial_epochs, args.batch_size, args.seed + index))
+        print(f"  architecture {index}: from scratch {scratch[-1][0]:.4f} ({scratch[-1][1]:,} params, "
+              f"{scratch[-1][2]:.0f} s); shared " + ", ".join(f"{s} {shared[s][0][index]:.4f}" for s in shared),
+              flush=True)
+
+    truth = [s[0] for s in scratch]
+    lines = [f"# Shared-weight ranking against training from scratch: {args.dataset}", "",
+             f"`python -m benchmarks.ranking --dataset {args.dataset} --architectures {args.architectures} "
+             f"--sampling {args.sampling} --supernet-epochs {args.supernet_epochs} --trial-epochs "
+             f"{args.trial_epochs}` on {datetime.date.today().isoformat()}, commit {commit}, "
+             f"{os.cpu_count()} CPUs. {len(data.x_train):,} training and {len(data.x_val):,} validation images; "
+             f"shared scores on {args.scoring_images} validation images, from-scratch scores on all of them "
+             f"(best epoch of {args.trial_epochs}, the trials' recipe).", "",
+             "| sampling | Kendall tau | Spearman | supernet seconds |", "|---|---|---|---|"]
+    for sampling, (scores, seconds) in shared.items():
+        tau, rho = kendalltau(scores, truth)[0], spearmanr(scores, truth)[0]
+        lines.append(f"| {sampling} | {tau:.3f} | {rho:.3f} | {seconds:.0f} |")
+        print(f"{sampling}: Kendall tau {tau:.3f}, Spearman {rho:.3f}", flush=True)
+    lines += ["", "| # | from scratch | params | " + " | ".join(f"shared ({s})" for s in shared) + " | architecture |",
+              "|---|---|---|" + "---|" * len(shared) + "---|"]
+    for index, architecture in enumerate(architectures):
+        lines.append(f"| {index} | {truth[index]:.4f} | {scratch[index][1]:,} | "
+                     + " | ".join(f"{shared[s][0][index]:.4f}" for s in shared) + f" | {architecture} |")
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"ranking_{args.dataset}_{datetime.date.today().isoformat()}_{commit}.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
