@@ -27,7 +27,7 @@ from automl_kit.blocks.architecture import Architecture, CellArchitecture, Dense
 from automl_kit.tuner.recipe import Recipe
 from automl_kit.tuner.trial import COMPLETED
 
-RESULT_COLUMNS = ["id", "status", "architecture", "params", "score", "shared_score", "epochs", "seconds",
+RESULT_COLUMNS = ["id", "status", "architecture", "params", "score", "shared_score", "rung", "epochs", "seconds",
                   "failure_reason"]
 
 
@@ -45,7 +45,8 @@ def results_frame(trials):
 
     `score` is the validation objective trained from scratch (NaN for a
     failed trial) and `shared_score` the shared-weight score that made the
-    architecture a candidate (NaN for `"random"`).
+    architecture a candidate (NaN for `"random"`); `rung` is the successive
+    halving's rung the shared-weight searches trained it in (<NA> for `"random"`).
     """
     rows = [{
         "id": t.trial_id,
@@ -54,13 +55,14 @@ def results_frame(trials):
         "params": t.params,
         "score": t.score,
         "shared_score": t.shared_score,
+        "rung": t.rung,
         "epochs": t.epochs_run,
         "seconds": t.seconds,
         "failure_reason": t.failure_reason,
     } for t in trials]
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     return frame.astype({
-        "id": "string", "status": "string", "architecture": "string", "params": "Int64",
+        "id": "string", "status": "string", "architecture": "string", "params": "Int64", "rung": "Int64",
         "score": "float64", "shared_score": "float64", "epochs": "int64", "seconds": "float64",
         "failure_reason": "string",
     })
@@ -72,7 +74,8 @@ WEAK_RANKING_TAU = 0.3
 
 def ranking(trials):
     """How well the shared-weight scores ranked the confirmed architectures: {"kendall_tau", "spearman",
-    "count"} over the completed trials that have both scores, or None with fewer than 3 of them.
+    "count"} over the completed trials that have both scores, or None with fewer than 3 of them. Of a
+    successive halving, only the first rung counts: there every candidate trained equally long.
 
     >>> from automl_kit.tuner.trial import Trial
     >>> trials = [Trial(str(i), None, "completed", score=s, shared_score=w)
@@ -81,7 +84,7 @@ def ranking(trials):
     {'kendall_tau': 0.333, 'spearman': 0.5, 'count': 3}
     """
     pairs = [(t.shared_score, t.score) for t in trials
-             if t.status == COMPLETED and t.shared_score is not None and t.score is not None]
+             if t.status == COMPLETED and t.shared_score is not None and t.score is not None and not t.rung]
     if len(pairs) < 3:
         return None
     shared, scratch = np.array(pairs, dtype=float).T

@@ -17,10 +17,12 @@ and prints the Kendall tau and Spearman correlation between the two. Each
 `--sampling` mode trains its own supernet from the same seed, and all of
 them are compared against the same from-scratch scores, side by side:
 
-- `uniform`: every decision drawn uniformly at each step (today's supernet);
-- `fair`: FairNAS's strict fairness (Chu et al. 2021): steps come in groups
-  in which every choice of every decision is trained equally often, so the
-  cheap parameter-free ops cannot win the early race by being sampled more.
+- `uniform`: every decision drawn uniformly and independently at each step
+  (the supernet before fair sampling);
+- `fair`: FairNAS's fairness (Chu et al. 2021; `automl_kit/tuner/fair_sampling.py`):
+  steps come in groups in which every choice of every decision is trained
+  equally often, so the cheap parameter-free ops cannot win the early race
+  by being sampled more.
 
 Data: `mnist` takes 10,000 training and 2,000 validation images of the MNIST
 training file (stratified, seed 0), `cifar10` 8,000 and 2,000 of CIFAR-10's
@@ -36,21 +38,8 @@ import time
 
 import numpy as np
 
+from automl_kit.tuner.fair_sampling import FairSampler
 from benchmarks.search_at_budget import DEFAULT_DATA_DIR, RESULTS_DIR, git_commit, load
-
-
-def fair_group(rng, sizes):
-    """One group of steps (rows) in which each decision's choices appear equally often.
-
-    The group has lcm(sizes) steps; each decision's column is its choices,
-    each shuffled permutation repeated to fill it.
-
-    >>> group = fair_group(np.random.default_rng(0), [2, 3])
-    >>> group.shape, sorted(np.bincount(group[:, 0])), sorted(np.bincount(group[:, 1]))
-    ((6, 2), [3, 3], [2, 2, 2])
-    """
-    steps = math.lcm(*sizes)
-    return np.stack([np.concatenate([rng.permutation(n) for _ in range(steps // n)]) for n in sizes], axis=1)
 
 
 def split(dataset, data_dir, train_images):
@@ -92,16 +81,14 @@ def shared_scores(space, data, encoded, sampling, epochs, batch_size, scoring_im
     x_train = data.x_train.astype(np.float32)
     with forgetting_custom_gradients():
         supernet = Supernet(space, data.input_spec, data.num_classes, data.mean, data.variance)
-        group = []
+        fair = FairSampler(rng, space.decision_sizes)
         for epoch in range(epochs):
             order = rng.permutation(n)
             losses = []
             for step in range(steps):
                 rows = order[np.arange(step * batch_size, (step + 1) * batch_size) % n]
                 if sampling == "fair":
-                    if not len(group):
-                        group = list(fair_group(rng, space.decision_sizes))
-                    decisions = group.pop()
+                    decisions = fair.sample()
                 else:
                     decisions = [int(rng.integers(size)) for size in space.decision_sizes]
                 losses.append(supernet.train_step(x_train[rows], data.y_train[rows], weights[rows],

@@ -209,3 +209,101 @@ def test_shared_weight_tuners_end_to_end(tuner, search_space, digits_split, tmp_
     state = json.load(open(tmp_path / "image_classifier" / "project.json"))["shared_weights"]
     assert len(state["history"]) == 4 and state["derived"] > 10
     assert ("mean_reward" in state["history"][-1]) == (tuner == "enas")
+
+
+def test_the_shared_fit_runs_on_one_worker_only(request, fitted_digits):
+    """Under pytest-xdist's --dist loadgroup (setup.cfg), every test that uses the
+    shared fit carries its group in its id, so one worker fits it once. pytest 9.2
+    broke that silently (pytest-xdist#1386): each worker fitted again."""
+    if getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@fitted_digits"), request.node.nodeid
+
+
+class _Killed(Exception):
+    pass
+
+
+def _scripted_confirmation(tmp_path, quality, kill_after=None):
+    """Runs random_ws's confirmation of 5 candidates on a project in tmp_path, with each trial's
+    "training" replaced by a score: the `quality` of its architecture, a little lower the longer it
+    trained (so that a later rung's best is not simply the highest score); raises _Killed once
+    `kill_after` trials have run. Returns the trials, what this call trained (architecture,
+    epochs), the candidates' architectures and the search."""
+    from automl_kit.tuner import Project
+    from automl_kit.tuner.enas import SharedWeightSearch
+    from automl_kit.tuner.trial import COMPLETED, Trial
+
+    space = MacroSearchSpace((8, 8))
+    rng = np.random.default_rng(0)
+    architectures = list(dict.fromkeys(space.sample(rng) for _ in range(20)))[:5]
+    project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
+    search = SharedWeightSearch(project=project, search_space=space, objective="val_accuracy", seed=0)
+    trained = []
+
+    def train_trial(trial_id, architecture, data, *, epochs, **kwargs):
+        if kill_after is not None and len(trained) == kill_after:
+            raise _Killed()
+        trained.append((architecture, epochs))
+        score = quality[architectures.index(architecture)] - 0.01 * epochs
+        return Trial(trial_id, architecture, COMPLETED, score=score, best_epoch=epochs, epochs_run=epochs, params=1)
+
+    search.train_trial = train_trial
+    state = project.state.get("shared_weights") or {
+        "candidates": [{"architecture": a.to_dict(), "shared_score": 0.5} for a in architectures]}
+    try:
+        trials = search._confirm(state, project.load_trials(), None, max_trials=5, epochs=10, batch_size=32,
+                                 callbacks=(), budget=None, progress=_silent())
+    except _Killed:
+        trials = None
+    return trials, trained, architectures, search
+
+
+def _silent():
+    from automl_kit.tuner.progress import Progress
+
+    return Progress(verbose=0)
+
+
+def test_successive_halving_keeps_the_better_half_and_resumes_without_rerunning(tmp_path):
+    quality = [0.50, 0.90, 0.70, 0.80, 0.60]
+    # Killed in the second rung, after its first trial.
+    trials, trained, architectures, _ = _scripted_confirmation(tmp_path, quality, kill_after=6)
+    assert trials is None and len(trained) == 6
+    # Resumed on the same project: the finished trials are not trained again.
+    trials, trained, architectures, search = _scripted_confirmation(tmp_path, quality)
+    rungs = [t.rung for t in trials]
+    assert rungs == [0] * 5 + [1] * 3 + [2] * 2  # rungs of 5, 3 and 2 candidates
+    # Each rung trains the best of the rung before, best first, for twice as many epochs.
+    assert [architectures.index(t.architecture) for t in trials] == [0, 1, 2, 3, 4, 1, 3, 2, 1, 3]
+    assert [t.best_epoch for t in trials] == [1] * 5 + [2] * 3 + [4] * 2
+    assert len(trained) == 4 and trained[0][0] == architectures[3]  # from the kill on, nothing twice
+    # The best trial is the last rung's best, not the higher score of an earlier, shorter training.
+    assert search.best_trial(trials).rung == 2
+
+
+def test_fair_sampling_trains_each_op_equally_often_over_a_step_group(tmp_path):
+    """random_ws's supernet epoch of one fair group's steps (lcm of the decision sizes, 14 in the
+    macro space) trains every choice of every decision equally often."""
+    import math
+    import types
+
+    from automl_kit.tuner import Project
+    from automl_kit.tuner.enas import SharedWeightSearch
+
+    space = MacroSearchSpace((8, 8))
+    steps = math.lcm(*space.decision_sizes)
+    drawn = []
+    supernet = types.SimpleNamespace(
+        train_step=lambda x, y, w, decisions: drawn.append(list(decisions)) or 1.0,
+        save_weights=lambda path: open(path, "w").close(),
+        strategy=types.SimpleNamespace(num_replicas_in_sync=1), shared_optimizer=types.SimpleNamespace(variables=[]))
+    x = np.zeros((steps * 4, 8, 8, 1), np.float32)
+    data = types.SimpleNamespace(x_train=x, y_train=np.zeros(len(x), int), w_train=None)
+    project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
+    search = SharedWeightSearch(project=project, search_space=space, objective="val_accuracy", seed=0)
+    search._train_supernet({}, supernet, None, data, (x, None), epochs=1, batch_size=4, deadline=None,
+                           progress=_silent())
+    drawn = np.array(drawn)
+    assert drawn.shape == (steps, len(space.decision_sizes))
+    for column, size in enumerate(space.decision_sizes):
+        assert np.bincount(drawn[:, column], minlength=size).tolist() == [steps // size] * size

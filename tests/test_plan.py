@@ -45,7 +45,8 @@ def test_the_plan_weighs_the_supernet_against_the_budget(small_digits, monkeypat
     roomy = plan_search(space, data, 32, TimeBudget(10_000), 0.25, 300)
     assert roomy.shared_weights and roomy.supernet_seconds <= roomy.available_seconds
     assert Plan.from_dict(json.loads(json.dumps(roomy.to_dict()))) == roomy
-    assert roomy.confirm_seconds == pytest.approx(roomy.setup_seconds + 3 * roomy.epoch_seconds)
+    # rungs of 3 and 2 candidates: 3 trials of 2 epochs, 2 of 4, each with its setup
+    assert roomy.halving_seconds([3, 2]) == pytest.approx(5 * roomy.setup_seconds + 14 * roomy.epoch_seconds)
 
 
 def test_a_supernet_share_under_its_traces_is_not_measured(monkeypatch):
@@ -55,7 +56,7 @@ def test_a_supernet_share_under_its_traces_is_not_measured(monkeypatch):
     monkeypatch.setattr(plan, "measure", refuse)
     small = plan_search(MicroSearchSpace((8, 8)), None, 32, TimeBudget(60), 0.25, 300)
     assert not small.measured and not small.shared_weights
-    assert small.available_seconds < plan.MIN_SUPERNET_SECONDS and small.confirm_seconds == float("inf")
+    assert small.available_seconds < plan.MIN_SUPERNET_SECONDS and small.halving_seconds([1]) == float("inf")
     assert "too small for a supernet" in str(small)
     assert Plan.from_dict(json.loads(json.dumps(small.to_dict()))) == small
 

@@ -15,8 +15,9 @@ shared step trains one child's path). When that does not fit in the
 supernet's share of the budget, the search says so and confirms candidates
 from scratch instead: the prior first, then uniform draws from the space.
 
-The same measurement sizes the confirmation trials: each needs the child's
-setup and `MIN_CONFIRM_EPOCHS` epochs.
+The same measurement sizes the confirmation trials' successive halving
+(`halving.py`): each trial needs the child's setup and, in rung r,
+`MIN_RUNG_EPOCHS * 2**r` epochs.
 """
 
 import dataclasses
@@ -33,7 +34,9 @@ SUPERNET_SETUP_FACTOR = 4.0
 # A uniform warm-up epoch and four of the controller learning. Chosen, not
 # measured epoch by epoch: one epoch left the ranking at chance (the digits run above).
 MIN_SUPERNET_EPOCHS = 5
-MIN_CONFIRM_EPOCHS = 3
+# A first-rung confirmation trial's least epochs, doubling a rung later: the equal
+# trials that the halving replaced needed 3 each, and a halving runs about twice as many.
+MIN_RUNG_EPOCHS = 2
 # A supernet share below this is not measured: the supernet's first trace
 # alone took 17 to 22 s on 2 CPU cores (benchmarks/results/supernet_overhead.md),
 # and measuring the prior costs a build and a trace of its own (9 to 18 s on
@@ -58,13 +61,14 @@ class Plan:
     def measured(self):
         return self.setup_seconds is not None
 
-    @property
-    def confirm_seconds(self):
-        """The least time a confirmation trial needs: a setup and MIN_CONFIRM_EPOCHS epochs (unmeasured:
-        more than any budget has, so that the one candidate trains as the final model)."""
+    def halving_seconds(self, sizes):
+        """The least time a halving with rungs of `sizes` candidates needs: each trial a setup and, in rung r,
+        MIN_RUNG_EPOCHS * 2**r epochs (unmeasured: more than any budget has, so that one candidate trains,
+        as the final model)."""
         if not self.measured:
             return math.inf
-        return self.setup_seconds + MIN_CONFIRM_EPOCHS * self.epoch_seconds
+        return sum(size * (self.setup_seconds + MIN_RUNG_EPOCHS * 2**rung * self.epoch_seconds)
+                   for rung, size in enumerate(sizes))
 
     def to_dict(self):
         return dataclasses.asdict(self)
