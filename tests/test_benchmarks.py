@@ -62,3 +62,26 @@ def test_benchmark_splits_keep_images_and_labels_aligned():
     assert set(y_train) == set(y_test) == set(range(10))
     model = LogisticRegression(max_iter=2000).fit(x_train.reshape(len(x_train), -1), y_train)
     assert model.score(x_test.reshape(len(x_test), -1), y_test) > 0.9
+
+
+def test_fair_sampling_trains_each_op_equally_often_over_a_step_group():
+    """benchmarks.ranking's `fair` supernet (FairNAS): over a group of lcm(decision sizes) steps,
+    every choice of every decision of the micro space is drawn equally often; over any first
+    k steps, within one of k/n."""
+    import math
+
+    from automl_kit.blocks import MicroSearchSpace
+    import numpy as np
+
+    from benchmarks.ranking import FairSampler
+
+    sizes = MicroSearchSpace((8, 8)).decision_sizes
+    steps = math.lcm(*sizes)
+    sampler = FairSampler(np.random.default_rng(0), sizes)
+    drawn = np.array([sampler.sample() for _ in range(2 * steps)])
+    for column, size in enumerate(sizes):
+        for group in (drawn[:steps], drawn[steps:]):
+            assert np.bincount(group[:, column], minlength=size).tolist() == [steps // size] * size
+        counts = np.bincount(drawn[:7, column], minlength=size)
+        assert counts.max() - counts.min() <= 1
+    assert len({tuple(row) for row in drawn}) > steps  # not one child over and over

@@ -279,31 +279,3 @@ def test_successive_halving_keeps_the_better_half_and_resumes_without_rerunning(
     assert len(trained) == 4 and trained[0][0] == architectures[3]  # from the kill on, nothing twice
     # The best trial is the last rung's best, not the higher score of an earlier, shorter training.
     assert search.best_trial(trials).rung == 2
-
-
-def test_fair_sampling_trains_each_op_equally_often_over_a_step_group(tmp_path):
-    """random_ws's supernet epoch of one fair group's steps (lcm of the decision sizes, 14 in the
-    macro space) trains every choice of every decision equally often."""
-    import math
-    import types
-
-    from automl_kit.tuner import Project
-    from automl_kit.tuner.enas import SharedWeightSearch
-
-    space = MacroSearchSpace((8, 8))
-    steps = math.lcm(*space.decision_sizes)
-    drawn = []
-    supernet = types.SimpleNamespace(
-        train_step=lambda x, y, w, decisions: drawn.append(list(decisions)) or 1.0,
-        save_weights=lambda path: open(path, "w").close(),
-        strategy=types.SimpleNamespace(num_replicas_in_sync=1), shared_optimizer=types.SimpleNamespace(variables=[]))
-    x = np.zeros((steps * 4, 8, 8, 1), np.float32)
-    data = types.SimpleNamespace(x_train=x, y_train=np.zeros(len(x), int), w_train=None)
-    project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
-    search = SharedWeightSearch(project=project, search_space=space, objective="val_accuracy", seed=0)
-    search._train_supernet({}, supernet, None, data, (x, None), epochs=1, batch_size=4, deadline=None,
-                           progress=_silent())
-    drawn = np.array(drawn)
-    assert drawn.shape == (steps, len(space.decision_sizes))
-    for column, size in enumerate(space.decision_sizes):
-        assert np.bincount(drawn[:, column], minlength=size).tolist() == [steps // size] * size

@@ -224,3 +224,25 @@ def test_flip_test_scores_plain_and_mirrored_images_in_batches_of_any_size():
     assert flip_test(model, x, y, (4, 6, 1), batch_size=3) == (1.0, 0.0)
     x[:3] = x[:3, :, ::-1]  # three now face the other way
     assert flip_test(model, x, y, (4, 6, 1), batch_size=500) == pytest.approx((4 / 7, 3 / 7))
+
+
+def test_a_deadline_stops_early_enough_for_the_validation_pass_after_it(monkeypatch):
+    """Training stops once the time left before the deadline is less than the last validation
+    pass took, so that the pass which ends the cut epoch ends by the deadline too."""
+    import types
+
+    clock = types.SimpleNamespace(now=100.0)
+    monkeypatch.setattr(training.time, "monotonic", lambda: clock.now)
+    deadline = training.Deadline(110.0)
+    deadline.set_model(types.SimpleNamespace(stop_training=False))
+    deadline.on_train_batch_end(0)
+    assert not deadline.model.stop_training
+    deadline.on_test_begin()
+    clock.now = 103.0  # a validation pass of 3 s
+    deadline.on_test_end()
+    clock.now = 106.0  # 4 s left: one more step
+    deadline.on_train_batch_end(1)
+    assert not deadline.model.stop_training
+    clock.now = 107.5  # 2.5 s left, under the 3 s a pass takes: stop
+    deadline.on_train_batch_end(2)
+    assert deadline.model.stop_training and deadline.reached
