@@ -65,6 +65,10 @@ WEIGHT_DECAY = 0.01
 LABEL_SMOOTHING = 0.1
 # A flipped validation set must keep this share of the plain accuracy above chance.
 FLIP_AGREEMENT = 0.9
+# The flip test tells only once the model has learned this share of the way from chance to
+# perfect: a trial cut at one epoch on digits (0.1036, chance 0.1) once passed it with a
+# mirrored 0.1000, and the final model trained on mirrored digits.
+FLIP_LEARNED_SHARE = 0.25
 CUTOUT_MIN_EPOCHS = 30
 
 
@@ -243,10 +247,12 @@ def flip_preserves_labels(accuracy, flipped_accuracy, num_classes):
     True
     >>> flip_preserves_labels(0.98, 0.45, 10)  # digits: mirrored, most are no digit at all
     False
+    >>> flip_preserves_labels(0.1036, 0.1000, 10)  # a model that learned next to nothing cannot tell
+    False
     """
     chance = 1.0 / num_classes
-    if accuracy <= chance:
-        return False  # a model that learned nothing cannot tell
+    if accuracy < chance + FLIP_LEARNED_SHARE * (1.0 - chance):
+        return False
     return (flipped_accuracy - chance) >= FLIP_AGREEMENT * (accuracy - chance)
 
 
