@@ -68,7 +68,8 @@ def _parser():
                      help="class folder to score candidates on (default: 20%% of DATA_DIR, stratified)")
     fit.add_argument("--image-size", type=image_size, default=None, metavar="HxW",
                      help="size the network sees, e.g. 32 or 32x48 (default: the median size, at most 64 px)")
-    fit.add_argument("--tuner", default="enas", choices=("enas", "random_ws", "random"), help="search strategy")
+    fit.add_argument("--tuner", default="enas", choices=("enas", "random_ws", "random", "nas", "progressive"),
+                     help="search strategy (default enas; see the README's table of tuners)")
     fit.add_argument("--max-trials", type=int, default=10, help="architectures trained from scratch (default 10)")
     fit.add_argument("--seed", type=int, default=None, help="makes the split and the search reproducible")
     fit.add_argument("--skip-unreadable", action="store_true",

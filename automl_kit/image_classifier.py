@@ -27,14 +27,19 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         max_trials: number of architectures trained from scratch. With
             `"enas"` and `"random_ws"`, these are the best of the many
             architectures scored with shared weights, each trained for a
-            quarter of `epochs` to confirm the ranking; with `"random"`, they
-            are the whole search.
+            quarter of `epochs` to confirm the ranking; with `"random"`,
+            `"nas"` and `"progressive"`, they are the whole search.
         tuner: search strategy. `"enas"` (the default) trains a supernet
             whose weights all children share, and an LSTM controller that
             learns which children score well (Pham et al. 2018);
             `"random_ws"` samples children uniformly with the same supernet;
-            `"random"` trains each sampled architecture from scratch. Tabular
-            (non-image) input always uses `"random"` over dense networks.
+            `"random"` trains each sampled architecture from scratch;
+            `"nas"` trains each child the controller samples from scratch
+            and rewards the controller with its score (Zoph and Le 2017);
+            `"progressive"` grows micro cells one node at a time and trains
+            only the expansions a surrogate ranks best (PNAS, Liu et al.
+            2018). Tabular (non-image) input always uses `"random"` over
+            dense networks.
         search_space: `"micro"` (the default: ENAS's cells, each node summing
             two ops on two earlier tensors) or `"macro"` (layers, each one op
             plus skip connections), or a dict naming one with its settings,
@@ -116,7 +121,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         best_trial_, best_architecture_, best_score_: the trial the final
             model was built from.
         supernet_history_: one dict per supernet epoch (loss, and for ENAS
-            the mean reward and policy entropy); empty for `"random"`.
+            the mean reward and policy entropy); empty for the other tuners.
+        search_history_: the search's own record: the supernet's epochs
+            as above, one dict per child the `"nas"` controller learned
+            from (reward, entropy, baseline), or one per `"progressive"`
+            step (nodes, candidates with their predicted scores, the
+            surrogate's fit and its Kendall tau on the children it chose).
         architectures_derived_, derive_seconds_: how many architectures the
             derivation scored with shared weights, and how long it took.
         search_seconds_, final_training_seconds_: where the time of the fit
@@ -261,6 +271,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.best_score_ = result.best.score
         self.final_ = result.final
         self.supernet_history_ = result.supernet_history
+        self.search_history_ = result.search_history
         self.architectures_derived_ = result.architectures_derived
         self.derive_seconds_ = result.derive_seconds
         self.search_seconds_ = result.search_seconds
@@ -299,14 +310,15 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "trials_")
         print(report.summary_text(self.best_trial_, self.objective, self.model_.count_params(),
                                   self.search_seconds_, self.final_training_seconds_, self.trials_,
-                                  self.supernet_history_, getattr(self, "final_", {})))
+                                  self.search_history_, getattr(self, "final_", {})))
 
     def plot_search(self):
         """Returns a matplotlib Figure: each trial's score and the best so far; with a
         supernet, also the controller's mean reward and policy entropy (ENAS) or
-        the shared-weight loss (random_ws) per epoch."""
+        the shared-weight loss (random_ws) per epoch; with `"nas"`, the
+        controller's reward and entropy per child."""
         check_is_fitted(self, "trials_")
-        return report.plot_search(self.trials_, self.objective, self.supernet_history_)
+        return report.plot_search(self.trials_, self.objective, self.search_history_)
 
     def plot_architecture(self):
         """Returns a matplotlib Figure that draws the best architecture as a graph

@@ -168,6 +168,7 @@ class SearchResult:
     trials: list
     best: object
     supernet_history: list
+    search_history: list  # Project.search_history(): supernet epochs, controller updates, or progressive steps
     architectures_derived: int
     derive_seconds: float
     search_seconds: float
@@ -270,6 +271,7 @@ def _search_then_final(project, data, space, *, tuner, seed, objective, max_tria
     state = project.state
     shared = state.get("shared_weights", {})
     return SearchResult(model=model, trials=trials, best=best, supernet_history=shared.get("history", []),
+                        search_history=project.search_history(),
                         architectures_derived=shared.get("derived", 0), derive_seconds=shared.get("derive_seconds", 0.0),
                         search_seconds=state.get("search_seconds"), final_seconds=state.get("final_seconds"),
                         final=state.get("final") or {})

@@ -27,8 +27,8 @@ from automl_kit.blocks.architecture import Architecture, CellArchitecture, Dense
 from automl_kit.tuner.recipe import Recipe
 from automl_kit.tuner.trial import COMPLETED
 
-RESULT_COLUMNS = ["id", "status", "architecture", "params", "score", "shared_score", "rung", "epochs", "seconds",
-                  "failure_reason"]
+RESULT_COLUMNS = ["id", "status", "architecture", "params", "score", "shared_score", "predicted_score", "rung",
+                  "epochs", "seconds", "failure_reason"]
 
 
 class ReportFigure(Figure):
@@ -45,7 +45,8 @@ def results_frame(trials):
 
     `score` is the validation objective trained from scratch (NaN for a
     failed trial) and `shared_score` the shared-weight score that made the
-    architecture a candidate (NaN for `"random"`); `rung` is the successive
+    architecture a candidate (NaN for the other tuners); `predicted_score` the
+    surrogate's prediction that made it one with `"progressive"`; `rung` is the successive
     halving's rung the shared-weight searches trained it in (<NA> for `"random"`).
     """
     rows = [{
@@ -55,6 +56,7 @@ def results_frame(trials):
         "params": t.params,
         "score": t.score,
         "shared_score": t.shared_score,
+        "predicted_score": t.predicted_score,
         "rung": t.rung,
         "epochs": t.epochs_run,
         "seconds": t.seconds,
@@ -63,7 +65,7 @@ def results_frame(trials):
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     return frame.astype({
         "id": "string", "status": "string", "architecture": "string", "params": "Int64", "rung": "Int64",
-        "score": "float64", "shared_score": "float64", "epochs": "int64", "seconds": "float64",
+        "score": "float64", "shared_score": "float64", "predicted_score": "float64", "epochs": "int64", "seconds": "float64",
         "failure_reason": "string",
     })
 
@@ -129,12 +131,32 @@ def summary_text(best_trial, objective, final_params, search_seconds, final_seco
     rank = ranking_text(ranking(trials))
     if rank:
         lines.append(rank)
-    if history:
-        lines.append(f"Supernet: {len(history)} epoch(s)"
-                     + (f", reward {history[-1]['mean_reward']:.3f} and entropy {history[-1]['mean_entropy']:.2f} "
-                        "at the last epoch" if "mean_reward" in history[-1] else ""))
+    lines.extend(history_lines(history))
     lines.append(f"Time: search {_minutes(search_seconds)}, final training {_minutes(final_seconds)}")
     return "\n".join(lines)
+
+
+def history_lines(history):
+    """Summary lines on a search's own record (`Project.search_history`): the supernet's epochs, the NAS
+    controller's rewards, or the progressive steps with their surrogate's ranking."""
+    if not history:
+        return []
+    if "epoch" in history[0]:
+        return [f"Supernet: {len(history)} epoch(s)"
+                + (f", reward {history[-1]['mean_reward']:.3f} and entropy {history[-1]['mean_entropy']:.2f} "
+                   "at the last epoch" if "mean_reward" in history[-1] else "")]
+    if "child" in history[0]:
+        rewarded = [r for r in history if "reward" in r]
+        if not rewarded:
+            return [f"Controller: no reward from its {len(history)} child(ren) (all failed)"]
+        third = max(1, len(rewarded) // 3)
+        first, last = rewarded[:third], rewarded[-third:]
+        return [f"Controller: {len(rewarded)} update(s); mean reward {np.mean([r['reward'] for r in first]):.3f} "
+                f"over the first {third} and {np.mean([r['reward'] for r in last]):.3f} over the last {third}, "
+                f"entropy {first[0]['entropy']:.2f} -> {last[-1]['entropy']:.2f}"]
+    taus = [f"{step['nodes']} nodes {step['rank_tau']:.2f}" for step in history if step.get("rank_tau") is not None]
+    return [f"Progressive: cells grown to {history[-1]['nodes']} node(s) in {len(history)} step(s); surrogate's "
+            "Kendall tau on the children it chose: " + (", ".join(taus) if taus else "none yet (under 2 per step)")]
 
 
 def project_summary_text(path):
@@ -158,9 +180,8 @@ def project_summary_text(path):
     best = next((t for t in completed if t.trial_id == state.get("best_trial")), None)
     best = best or max(completed, key=lambda t: sign * t.score)
     final = state.get("final") or {}
-    shared = state.get("shared_weights", {})
     text = summary_text(best, objective, final.get("params", best.params or 0), state.get("search_seconds"),
-                        state.get("final_seconds"), trials, shared.get("history", []), final)
+                        state.get("final_seconds"), trials, project.search_history(), final)
     status = "complete" if state.get("status") == "completed" else "not finished: fit again to resume it"
     return f"Search in {project.path} ({status})\n{text}"
 
@@ -173,16 +194,21 @@ def _minutes(seconds):
 
 # ------------------------------------------------------------------ search --
 def plot_search(trials, objective, history=()):
-    """Score per trial with the best so far; for a supernet also its loss, reward and entropy per epoch."""
+    """Score per trial with the best so far; beside it, the search's own record (`Project.search_history`):
+    for a supernet its loss, or the controller's reward and entropy, per epoch; for `"nas"` the controller's
+    reward and entropy per child. With `"progressive"`, the surrogate's predictions are drawn by the scores."""
+    history = [r for r in history if "epoch" in r or "reward" in r]  # progressive steps: drawn as predictions
     figure = ReportFigure(figsize=(11 if history else 6, 4), layout="constrained")
     axes = figure.subplots(1, 2 if history else 1, squeeze=False)[0]
     ax = axes[0]
     positions = np.arange(1, len(trials) + 1)
     scores = np.array([t.score if t.status == COMPLETED else np.nan for t in trials], dtype=float)
     ax.plot(positions, scores, "o", label=f"{objective}, trained from scratch")
-    shared = np.array([np.nan if t.shared_score is None else t.shared_score for t in trials], dtype=float)
-    if np.isfinite(shared).any():
-        ax.plot(positions, shared, "s", mfc="none", label="shared-weight score")
+    for field, marker, label in (("shared_score", "s", "shared-weight score"),
+                                 ("predicted_score", "^", "surrogate's prediction")):
+        values = np.array([np.nan if getattr(t, field) is None else getattr(t, field) for t in trials], dtype=float)
+        if np.isfinite(values).any():
+            ax.plot(positions, values, marker, mfc="none", label=label)
     if np.isfinite(scores).any():
         sign = -1.0 if objective.endswith("loss") else 1.0
         best = sign * np.fmax.accumulate(np.where(np.isfinite(scores), sign * scores, -np.inf))
@@ -196,28 +222,29 @@ def plot_search(trials, objective, history=()):
     ax.set(xlabel="trial", ylabel=objective, title=title)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(loc="best", fontsize="small")
-    if history:
-        _plot_supernet(axes[1], history)
+    if history and "child" in history[0]:
+        _plot_controller(axes[1], [r["child"] for r in history], [r["reward"] for r in history],
+                         [r["entropy"] for r in history], "child trained from scratch")
+    elif history and any("mean_reward" in r for r in history):
+        rewarded = [r for r in history if "mean_reward" in r]
+        _plot_controller(axes[1], [r["epoch"] for r in rewarded], [r["mean_reward"] for r in rewarded],
+                         [r["mean_entropy"] for r in rewarded], "supernet epoch")
+    elif history:
+        axes[1].plot([r["epoch"] for r in history], [r["loss"] for r in history], "o-")
+        axes[1].set(xlabel="supernet epoch", ylabel="shared-weight training loss", title="Supernet")
+        axes[1].xaxis.get_major_locator().set_params(integer=True)
     return figure
 
 
-def _plot_supernet(ax, history):
-    epochs = [record["epoch"] for record in history]
-    if any("mean_reward" in record for record in history):
-        rewarded = [r for r in history if "mean_reward" in r]
-        ax.plot([r["epoch"] for r in rewarded], [r["mean_reward"] for r in rewarded], "o-", label="mean reward")
-        ax.set_ylabel("mean reward (validation accuracy)")
-        twin = ax.twinx()
-        twin.plot([r["epoch"] for r in rewarded], [r["mean_entropy"] for r in rewarded], "s--", color="tab:orange",
-                  label="policy entropy")
-        twin.set_ylabel("policy entropy")
-        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-        ax.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize="small")
-        ax.set_title("Controller")
-    else:
-        ax.plot(epochs, [r["loss"] for r in history], "o-")
-        ax.set(ylabel="shared-weight training loss", title="Supernet")
-    ax.set_xlabel("supernet epoch")
+def _plot_controller(ax, steps, rewards, entropies, xlabel):
+    ax.plot(steps, rewards, "o-", label="reward" if xlabel.startswith("child") else "mean reward")
+    ax.set_ylabel("reward (validation accuracy)")
+    twin = ax.twinx()
+    twin.plot(steps, entropies, "s--", color="tab:orange", label="policy entropy")
+    twin.set_ylabel("policy entropy")
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize="small")
+    ax.set(title="Controller", xlabel=xlabel)
     ax.xaxis.get_major_locator().set_params(integer=True)
 
 

@@ -6,6 +6,7 @@
     python -m benchmarks.run --suite quick --datasets digits --systems baseline,random --budget-minutes 0.2
     python -m benchmarks.run --suite recipe --systems enas,resnet --base HEAD~1   # a change, side by side
     python -m benchmarks.run --suite search --systems enas,random3,random_ws,random   # the search against random draws
+    python -m benchmarks.run --suite tuners --systems enas,random_ws,random,nas,progressive   # the five tuners
 
 Every system gets the same wall-clock budget per dataset, for its whole fit
 (search and final training), and runs in its own process
@@ -54,7 +55,9 @@ ROOT = os.path.dirname(HERE)
 AUTOKERAS_VENV = os.path.join(HERE, ".venv-autokeras")
 AUTOKERAS_REQUIREMENTS = ["autokeras==3.0.0", "keras==3.12.0", "tensorflow==2.20.0", "tensorboard"]
 
-SYSTEMS = ["enas", "random_ws", "random", "random3", "keras_tuner", "baseline", "resnet", "autokeras"]
+SYSTEMS = ["enas", "random_ws", "random", "random3", "nas", "progressive", "keras_tuner", "baseline", "resnet",
+           "autokeras"]
+AUTOML_KIT_SYSTEMS = ("enas", "random_ws", "random", "random3", "nas", "progressive")
 SUITES = {  # dataset -> budget in minutes
     "quick": {"digits": 1, "mnist": 1},
     # About an hour on 2 CPU cores; longer budgets with --budget-minutes.
@@ -65,6 +68,8 @@ SUITES = {  # dataset -> budget in minutes
     # Issue 20's bar for the search: the default ENAS against the best of 3 uniform draws, with
     # random_ws and random beside them (`--systems enas,random3,random_ws,random`), about 2 h 10 min.
     "search": {"digits": 2, "fashion_mnist": 7, "cifar10": 20},
+    # Issue 22: the five tuners at equal fit time (`--systems enas,random_ws,random,nas,progressive`), about 50 min.
+    "tuners": {"digits": 2, "fashion_mnist": 7},
 }
 COLUMNS = ["dataset", "system", "status", "test_accuracy", "fit_seconds", "budget_seconds", "evaluated", "params",
            "peak_rss_mb", "time_to_95", "reason"]
@@ -229,7 +234,7 @@ def main(argv=None):
             subprocess.run(["git", "worktree", "add", "--detach", tree, base], cwd=ROOT, check=True,
                            capture_output=True)
             runs = [run for system in systems for run in [(system, system, ROOT)] + (
-                [(system, f"{system}@{base}", tree)] if system in ("enas", "random_ws", "random", "random3") else [])]
+                [(system, f"{system}@{base}", tree)] if system in AUTOML_KIT_SYSTEMS else [])]
         for dataset, minutes in budgets.items():
             x_train, y_train, x_test, y_test = load_dataset(dataset, args.data_dir)
             data_path = os.path.join(scratch, f"{dataset}.npz")

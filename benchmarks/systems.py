@@ -11,7 +11,7 @@ nor scikit-learn. The data arrive as one `.npz` holding `x_train`,
 
 Every system gets the same budget, the whole `fit` wall time:
 
-- `enas`, `random_ws`, `random`: `automl_kit.ImageClassifier(tuner=..., time_limit=budget)`,
+- `enas`, `random_ws`, `random`, `nas`, `progressive`: `automl_kit.ImageClassifier(tuner=..., time_limit=budget)`,
   everything else default.
 - `keras_tuner`: KerasTuner's `RandomSearch` over the hand-written CNN space of
   `cnn_hypermodel`, 20 epochs per trial with early stopping (patience 3),
@@ -315,6 +315,8 @@ SYSTEMS = {
     "enas": lambda *args: run_automl_kit("enas", *args),
     "random_ws": lambda *args: run_automl_kit("random_ws", *args),
     "random": lambda *args: run_automl_kit("random", *args),
+    "nas": lambda *args: run_automl_kit("nas", *args),
+    "progressive": lambda *args: run_automl_kit("progressive", *args),
     # Issue 20's bar for the search: the best of 3 architectures drawn uniformly from the same
     # space, each trained from scratch, then the same final training.
     "random3": lambda *args: run_automl_kit("random", *args, max_trials=3),

@@ -2,11 +2,13 @@
 
 from automl_kit.tuner.base import SearchData, SearchFailed, SearchStrategy
 from automl_kit.tuner.enas import ENAS, SharedWeightSearch
+from automl_kit.tuner.nas import NASSearch
+from automl_kit.tuner.progressive import ProgressiveSearch
 from automl_kit.tuner.project import Project, ProjectLocked
 from automl_kit.tuner.random_search import RandomSearch
 from automl_kit.tuner.trial import Trial
 
-STRATEGIES = {cls.name: cls for cls in (ENAS, SharedWeightSearch, RandomSearch)}
+STRATEGIES = {cls.name: cls for cls in (ENAS, SharedWeightSearch, RandomSearch, NASSearch, ProgressiveSearch)}
 
 
 def get_strategy(name):
@@ -16,4 +18,4 @@ def get_strategy(name):
     return STRATEGIES[name]
 
 
-__all__ = ["ENAS", "Project", "ProjectLocked", "RandomSearch", "SearchData", "SearchFailed", "SearchStrategy", "SharedWeightSearch", "Trial", "get_strategy"]
+__all__ = ["ENAS", "NASSearch", "ProgressiveSearch", "Project", "ProjectLocked", "RandomSearch", "SearchData", "SearchFailed", "SearchStrategy", "SharedWeightSearch", "Trial", "get_strategy"]

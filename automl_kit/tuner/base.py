@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from automl_kit.blocks.builder import build_model
 from automl_kit.tuner import training
+from automl_kit.tuner.budget import shortest_trial_seconds
 from automl_kit.tuner.recipe import Recipe, flip_test
 from automl_kit.tuner.project import KEEP_WEIGHTS
 from automl_kit.tuner.trial import COMPLETED, FAILED, Trial
@@ -188,6 +189,26 @@ class SearchStrategy(abc.ABC):
     def best_trial(self, trials):
         best = self.best_trials(trials, 1)
         return best[0] if best else None
+
+    def next_deadline(self, trials, data, budget, progress):
+        """(deadline, stop) for the next trial trained from scratch under `budget` ((None, False) without one).
+
+        `stop` is True when less time is left than any trial has needed for
+        its setup and one epoch: such a trial would be cut before it learns
+        anything, so its time goes to the final model instead. The first
+        trial always runs: without one there is no model at all.
+        """
+        if budget is None:
+            return None, False
+        deadline = budget.search_deadline(self.best_trial(trials), data.growth)
+        if trials and time.monotonic() + shortest_trial_seconds(trials) >= deadline:
+            progress.line(f"Time budget for the search reached after {len(trials)} trial(s).")
+            return deadline, True
+        return deadline, False
+
+    def reward(self, trial):
+        """A completed trial's objective as a reward to maximise (negated for a loss)."""
+        return trial.score if training.objective_direction(self.objective) == "max" else -trial.score
 
     def check_failures(self, trials):
         """Raises SearchFailed once the last `max_consecutive_failures` trials all failed."""

@@ -104,6 +104,13 @@ class Project:
         state.update(fields)
         write_json_atomic(self.state_path, state)
 
+    def search_history(self):
+        """The search's own record, besides its trials: one dict per supernet epoch (`"enas"`,
+        `"random_ws"`), per child the controller learned from (`"nas"`), or per step (`"progressive"`)."""
+        state = self.state
+        return (state.get("shared_weights", {}).get("history") or state.get("nas", {}).get("history")
+                or state.get("progressive", {}).get("steps") or [])
+
     def load_trials(self):
         """Returns the recorded trials, in trial order."""
         if not os.path.isdir(self.trials_dir):

@@ -1,11 +1,8 @@
 """Random search: each trial samples an architecture and trains it from scratch."""
 
-import time
-
 import numpy as np
 
 from automl_kit.tuner.base import SearchStrategy
-from automl_kit.tuner.budget import shortest_trial_seconds
 from automl_kit.tuner.progress import Progress
 from automl_kit.tuner.trial import FAILED, Trial
 
@@ -39,12 +36,8 @@ class RandomSearch(SearchStrategy):
         seen = {t.architecture for t in trials}
         with progress.bar("Trials", total=max_trials, unit="trial", initial=len(trials)) as bar:
             for index in range(len(trials), max_trials):
-                deadline = None if budget is None else budget.search_deadline(self.best_trial(trials), data.growth)
-                # A trial started with less time than any trial has needed for its setup and one
-                # epoch would be cut before it learns anything: its time goes to the final model instead.
-                # The first trial always runs: without one there is no model at all.
-                if trials and deadline is not None and time.monotonic() + shortest_trial_seconds(trials) >= deadline:
-                    progress.line(f"Time budget for the search reached after {index} trial(s).")
+                deadline, stop = self.next_deadline(trials, data, budget, progress)
+                if stop:
                     break
                 trial_id = f"{index:04d}"
                 architecture = self._propose(index, data, seen)

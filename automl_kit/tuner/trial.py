@@ -29,6 +29,7 @@ class Trial:
     failure_reason: str = None
     history: dict = dataclasses.field(default_factory=dict)
     shared_score: float = None  # with shared weights, the score that made it a candidate
+    predicted_score: float = None  # with tuner="progressive", the surrogate's prediction that made it a candidate
     rung: int = None  # with shared weights, the successive-halving rung it trained in (tuner/halving.py)
     rss_mb: float = None  # resident memory of the searching process when the trial ended
     batch_size: int = None  # the batch size it trained at: below the one asked for after running out of memory
