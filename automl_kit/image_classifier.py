@@ -138,11 +138,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         search_results_: the trials as a pandas DataFrame (see `summary()`,
             `plot_search()` and `plot_architecture()` for the rest of the report).
 
-    Example:
+    Example (random search, one trial of one epoch: a quick run; the default
+    `tuner="enas"` first trains a supernet):
 
     >>> from sklearn.datasets import load_digits
     >>> digits = load_digits()
-    >>> clf = ImageClassifier(max_trials=1, seed=0, epochs=1)
+    >>> clf = ImageClassifier(max_trials=1, tuner="random", seed=0, epochs=1)
     >>> clf = clf.fit(digits.images, digits.target, verbose=0)
     >>> clf.predict(digits.images[:3]).shape
     (3,)
