@@ -61,11 +61,14 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             less than a minute is left for confirmation, the best candidate
             instead trains until the limit and is the final model, as two
             models could not each pay their build and trace. With
-            `"random"`, the search stops early enough to leave the final
-            training the time the best trial suggests it needs, between a
-            quarter and a half of the limit. The final training stops at the
-            limit; when a retraining from scratch would not fit, it goes on
-            from the best trial's weights instead.
+            `"random"`, `"nas"` and `"progressive"`, each trial trains until
+            it stops improving or the search's share ends (pass `epochs`
+            for shorter trials, and more of them), and the search stops
+            early enough to leave the final training the time the best
+            trial suggests it needs, between a quarter and a half of the
+            limit. The final training stops at the limit; when a retraining
+            from scratch would not fit, it goes on from the best trial's
+            weights instead.
         epochs: most epochs of the supernet, of each trial (a quarter of it
             for the confirmation trials of `"enas"` and `"random_ws"`) and of
             the final model (default 10, or as many as `time_limit` allows

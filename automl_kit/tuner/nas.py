@@ -11,10 +11,10 @@ does, and only a long search (hundreds of children) lets it learn.
 
 Child i is drawn with a generator seeded with (seed, i) from the controller
 as the i children before it left it. Children already trained, or larger
-than `max_model_size`, are drawn again. Every child is a trial on disk,
-and after each update the controller's weights, optimizer state and baseline
-are checkpointed in the project (`nas/`), with the count of children they
-have learned from. A search killed between a trial's record and that
+than `max_model_size`, are drawn again; a child that failed teaches
+nothing. Every child is a trial on disk, and after each update the
+controller's weights, optimizer state and baseline are checkpointed in the
+project (`nas/`), with the count of children they have learned from. A search killed between a trial's record and that
 checkpoint replays the missing updates from the recorded trials on resume,
 so a resumed search proposes exactly what the uninterrupted one would have.
 
@@ -41,108 +41,81 @@ import os
 
 import numpy as np
 
-from automl_kit.tuner.base import SearchStrategy
 from automl_kit.tuner.controller import Controller
-from automl_kit.tuner.progress import Progress
-from automl_kit.tuner.trial import COMPLETED, FAILED, Trial
-
-_MAX_SAMPLING_ATTEMPTS = 100
+from automl_kit.tuner.random_search import RandomSearch
+from automl_kit.tuner.trial import COMPLETED
 
 
-class NASSearch(SearchStrategy):
-    """A controller that learns by REINFORCE from children trained from scratch (`tuner="nas"`)."""
+class NASSearch(RandomSearch):
+    """A controller that learns by REINFORCE from children trained from scratch (`tuner="nas"`).
+
+    Random search's loop (`RandomSearch.search`), with the controller's
+    draws in place of uniform ones and an update after every child.
+    """
 
     name = "nas"
 
-    def search(self, data, *, max_trials, epochs, batch_size, callbacks=(), budget=None, progress=None):
-        progress = progress or Progress(verbose=0)
-        trials = self.project.load_trials()
+    def resume(self, trials, progress):
+        """Builds the controller as it was after its last checkpoint, then updates it on any trial recorded after."""
         space = self.search_space
-        controller = Controller(space.decision_sizes, seed=self.seed,
-                                skip_positions=[space.decision_keys.index(key) for key in space.skip_keys])
-        state = self._restore(controller, trials, progress)
-        seen = {t.architecture for t in trials}
-        with progress.bar("Children", total=max_trials, unit="child", initial=len(trials)) as bar:
-            for index in range(len(trials), max_trials):
-                deadline, stop = self.next_deadline(trials, data, budget, progress)
-                if stop:
-                    break
-                trial_id = f"{index:04d}"
-                architecture = self._propose(controller, index, data, seen)
-                if architecture is None:
-                    trial = Trial(trial_id, space.smallest(), FAILED,
-                                  failure_reason="the controller proposed no new architecture within max_model_size")
-                else:
-                    seen.add(architecture)
-                    trial = self.train_trial(
-                        trial_id, architecture, data, epochs=epochs, batch_size=batch_size, callbacks=callbacks,
-                        deadline=deadline, seed=self.seed + index, verbose=progress.verbose, previous_trials=trials,
-                    )
-                self.record(trial, trials, progress, bar)
-                state = self._learn(state, controller, trial)
-                self._checkpoint(state, controller)
-                if "reward" in state["history"][-1]:
-                    record = state["history"][-1]
-                    progress.scalars("controller", record["child"], reward=record["reward"],
-                                     entropy=record["entropy"])
-        return trials
+        self.controller = Controller(space.decision_sizes, seed=self.seed,
+                                     skip_positions=[space.decision_keys.index(key) for key in space.skip_keys])
+        self.state = self.project.state.get("nas") or {"children": 0, "baseline": None, "history": []}
+        if self.state["children"]:
+            weights, optimizer = self._paths()
+            self.controller.load_weights(weights)
+            with np.load(optimizer, allow_pickle=False) as arrays:
+                for i, v in enumerate(self.controller.optimizer.variables):
+                    v.assign(arrays[f"v{i}"])
+            self.controller.baseline = self.state["baseline"]
+        missed = trials[self.state["children"]:]
+        for trial in missed:
+            self._update(trial)
+        if missed:
+            self._checkpoint()
+        if trials:
+            progress.line(f"Resuming: {len(trials)} child(ren) already trained in {self.project.path}; the controller "
+                          f"has learned from {self.state['children']}"
+                          + (f" ({len(missed)} replayed)." if missed else "."))
 
-    def _propose(self, controller, index, data, seen):
-        """Child `index`'s architecture, drawn from the controller; None when every draw was seen or too large."""
-        rng = np.random.default_rng([self.seed, index])
-        for _ in range(_MAX_SAMPLING_ATTEMPTS):
-            decisions, _, _ = controller.sample(rng)
-            architecture = self.search_space.decode(decisions)
-            if architecture not in seen and self.within_size(architecture, data):
-                return architecture
-        return None
+    def draw(self, rng):
+        decisions, _, _ = self.controller.sample(rng)
+        return self.search_space.decode(decisions)
 
-    def _learn(self, state, controller, trial):
-        """One REINFORCE update on `trial`'s reward (none for a failed child); returns the new state."""
-        record = {"child": state["children"] + 1, "trial_id": trial.trial_id}
+    def learn(self, trial, progress):
+        """One REINFORCE update on `trial`'s reward, then the controller's checkpoint."""
+        self._update(trial)
+        self._checkpoint()
+        record = self.state["history"][-1]
+        if "reward" in record:
+            progress.scalars("controller", record["child"], reward=record["reward"], entropy=record["entropy"])
+
+    def _update(self, trial):
+        """Updates the controller on a completed `trial`'s reward (a failed one teaches nothing), and the state."""
+        record = {"child": self.state["children"] + 1, "trial_id": trial.trial_id}
         if trial.status == COMPLETED:
             decisions = self.search_space.encode(trial.architecture)
-            entropy = controller.entropy(decisions)
+            entropy = self.controller.entropy(decisions)
             reward = self.reward(trial)
-            advantage = controller.update(decisions, reward + controller.entropy_weight * entropy)
+            advantage = self.controller.update(decisions, reward + self.controller.entropy_weight * entropy)
             record.update(reward=float(reward), entropy=float(entropy), advantage=float(advantage),
-                          baseline=float(controller.baseline))
-        return dict(state, children=state["children"] + 1, baseline=controller.baseline,
-                    history=[*state["history"], record])
+                          baseline=float(self.controller.baseline))
+        self.state = dict(self.state, children=self.state["children"] + 1, baseline=self.controller.baseline,
+                          history=[*self.state["history"], record])
 
     # ------------------------------------------------------------ checkpoint --
     def _paths(self):
         folder = os.path.join(self.project.path, "nas")
         return os.path.join(folder, "controller.weights.h5"), os.path.join(folder, "controller_optimizer.npz")
 
-    def _checkpoint(self, state, controller):
+    def _checkpoint(self):
         """Saves the controller's weights and optimizer state, then the state that counts the children learned from."""
         weights, optimizer = self._paths()
         os.makedirs(os.path.dirname(weights), exist_ok=True)
         tmp = os.path.join(os.path.dirname(weights), ".tmp-controller.weights.h5")
-        controller.save_weights(tmp)
+        self.controller.save_weights(tmp)
         os.replace(tmp, weights)
         tmp = os.path.join(os.path.dirname(optimizer), ".tmp-controller_optimizer.npz")
-        np.savez(tmp, **{f"v{i}": v.numpy() for i, v in enumerate(controller.optimizer.variables)})
+        np.savez(tmp, **{f"v{i}": v.numpy() for i, v in enumerate(self.controller.optimizer.variables)})
         os.replace(tmp, optimizer)
-        self.project.update_state(nas=state)
-
-    def _restore(self, controller, trials, progress):
-        """The controller as it was after its last checkpoint, then updated on any trial recorded after it."""
-        state = self.project.state.get("nas") or {"children": 0, "baseline": None, "history": []}
-        if state["children"]:
-            weights, optimizer = self._paths()
-            controller.load_weights(weights)
-            with np.load(optimizer, allow_pickle=False) as arrays:
-                for i, v in enumerate(controller.optimizer.variables):
-                    v.assign(arrays[f"v{i}"])
-            controller.baseline = state["baseline"]
-        missed = trials[state["children"]:]
-        for trial in missed:
-            state = self._learn(state, controller, trial)
-        if missed:
-            self._checkpoint(state, controller)
-        if trials:
-            progress.line(f"Resuming: {len(trials)} child(ren) already trained in {self.project.path}; the controller "
-                          f"has learned from {state['children']}" + (f" ({len(missed)} replayed)." if missed else "."))
-        return state
+        self.project.update_state(nas=self.state)

@@ -131,13 +131,13 @@ class ProgressiveSearch(SearchStrategy):
         steps = list(self.project.state.get("progressive", {}).get("steps", []))
         if trials:
             progress.line(f"Resuming: {len(trials)} trial(s) already recorded in {self.project.path}.")
-        count = min(self.search_space.num_nodes, max_trials)
-        beam = max_trials // count
+        step_count = min(self.search_space.num_nodes, max_trials)
+        beam = max_trials // step_count
         done = 0  # trials of the steps before this one
         with progress.bar("Trials", total=max_trials, unit="trial", initial=len(trials)) as bar:
-            for step in range(count):
+            for step in range(step_count):
                 if step == len(steps):
-                    size = beam + (max_trials % count if step == 0 else 0)
+                    size = beam + (max_trials % step_count if step == 0 else 0)
                     decided = self._decide(step, size, beam, steps, trials, data)
                     if decided is None:
                         progress.line(f"No cell of step {step} completed, so there is none to expand.")
@@ -185,9 +185,10 @@ class ProgressiveSearch(SearchStrategy):
         else:
             done = sum(len(s["candidates"]) for s in steps)
             previous = trials[done - len(steps[-1]["candidates"]):done]
-            kept = [t.architecture.normal for t in self.best_trials(previous, beam)]
-            if not kept:
+            kept_trials = self.best_trials(previous, beam)
+            if not kept_trials:
                 return None
+            kept = [t.architecture.normal for t in kept_trials]
             completed = [t for t in trials if t.status == COMPLETED]
             surrogate = Surrogate().fit([t.architecture.normal for t in completed], [self.reward(t) for t in completed])
             fitted = surrogate.predict([t.architecture.normal for t in completed])
@@ -195,8 +196,7 @@ class ProgressiveSearch(SearchStrategy):
             pool = list(dict.fromkeys(c for cell in kept for c in expansions(cell) if c not in seen))
             predicted = surrogate.predict(pool)
             ranked = [(pool[i], float(predicted[i])) for i in np.argsort(-predicted, kind="stable")]
-            record = {"nodes": step + 1, "expansions": len(pool), "kept": [t.trial_id for t in
-                                                                           self.best_trials(previous, beam)],
+            record = {"nodes": step + 1, "expansions": len(pool), "kept": [t.trial_id for t in kept_trials],
                       "fit": {"trial_ids": [t.trial_id for t in completed],
                               "targets": [float(self.reward(t)) for t in completed],
                               "predictions": [float(v) for v in fitted]}}
