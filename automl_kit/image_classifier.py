@@ -8,7 +8,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from automl_kit import export, params, pipeline, report
-from automl_kit.blocks.search_space import search_space_for, search_space_settings
 from automl_kit.tuner import distribute, training
 from automl_kit.tuner.budget import TimeBudget
 
@@ -255,18 +254,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             class_weight=self.class_weight, dtype_policy=params.dtype_policy(self.mixed_precision), strategy=strategy,
             jit_compile=self.jit_compile)
         spec = data.input_spec
-        space = search_space_for(spec, self.search_space)
-        pipeline.check_model_size(data, space, self.max_model_size)
-        fingerprint = pipeline.project_fingerprint(
-            data_fingerprint, data, tuner=self._tuner_for(spec), search_space=search_space_settings(self.search_space),
-            seed=self.seed, objective=self.objective, max_model_size=self.max_model_size, epochs=int(epochs),
-            batch_size=int(batch_size), validation_split=None if validation_data is not None else float(validation_split))
-        result = pipeline.search_and_train(
-            data, space, fingerprint, tuner=self._tuner_for(spec), directory=self.directory,
-            project_name=self.project_name, overwrite=self.overwrite, seed=self.seed, objective=self.objective,
-            max_trials=self.max_trials, max_model_size=self.max_model_size,
-            max_consecutive_failures=self.max_consecutive_failed_trials, keep_weights=self.keep_weights,
-            epochs=epochs, until_deadline=epochs_until_deadline, batch_size=batch_size, callbacks=callbacks,
+        result = pipeline.search_for_estimator(
+            self, data, data_fingerprint, epochs=epochs, until_deadline=epochs_until_deadline, batch_size=batch_size,
+            validation_split=None if validation_data is not None else validation_split, callbacks=callbacks,
             budget=budget, verbose=verbose, strategy=strategy)
         self.model_ = result.model
         self.trials_ = result.trials
@@ -289,10 +279,6 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.fit_seconds_ = time.monotonic() - started
         params.warn_if_over_time(self.fit_seconds_, self.time_limit)
         return self
-
-    def _tuner_for(self, spec):
-        """Dense networks for tabular input are few and cheap: they are always searched from scratch."""
-        return self.tuner if spec.is_image else "random"
 
     # -------------------------------------------------------------- report --
     @property

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
+from automl_kit.blocks.search_space import search_space_for, search_space_settings
 from automl_kit.data import InputSpec, LabelCoder, sources, to_array, validation_split_indices
 from automl_kit.tuner import Project, SearchData, distribute, get_strategy, training
 from automl_kit.tuner.final import train_final
@@ -188,6 +189,30 @@ def _worker_copy(project, stack):
     if os.path.isdir(project.path):
         shutil.copytree(project.path, copy.path, ignore=shutil.ignore_patterns(os.path.basename(project.lock_path)))
     return copy
+
+
+def search_for_estimator(estimator, data, data_fingerprint, *, epochs, until_deadline, batch_size, validation_split,
+                         callbacks, budget, verbose, strategy):
+    """`search_and_train` with `estimator`'s parameters: the space for the adapted `data`, the size bound
+    checked before any training, and the fingerprint a resumed project must match; returns a SearchResult.
+
+    Dense networks for tabular input are few and cheap: they are always searched from scratch (`"random"`).
+    """
+    tuner = estimator.tuner if data.input_spec.is_image else "random"
+    space = search_space_for(data.input_spec, estimator.search_space)
+    check_model_size(data, space, estimator.max_model_size)
+    fingerprint = project_fingerprint(
+        data_fingerprint, data, tuner=tuner, search_space=search_space_settings(estimator.search_space),
+        seed=estimator.seed, objective=estimator.objective, max_model_size=estimator.max_model_size,
+        epochs=int(epochs), batch_size=int(batch_size),
+        validation_split=None if validation_split is None else float(validation_split))
+    return search_and_train(
+        data, space, fingerprint, tuner=tuner, directory=estimator.directory, project_name=estimator.project_name,
+        overwrite=estimator.overwrite, seed=estimator.seed, objective=estimator.objective,
+        max_trials=estimator.max_trials, max_model_size=estimator.max_model_size,
+        max_consecutive_failures=estimator.max_consecutive_failed_trials, keep_weights=estimator.keep_weights,
+        epochs=epochs, until_deadline=until_deadline, batch_size=batch_size, callbacks=callbacks, budget=budget,
+        verbose=verbose, strategy=strategy)
 
 
 def search_and_train(data, space, project_fingerprint, *, tuner, directory, project_name, overwrite, seed, objective,

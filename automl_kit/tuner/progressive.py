@@ -134,11 +134,12 @@ class ProgressiveSearch(SearchStrategy):
         step_count = min(self.search_space.num_nodes, max_trials)
         beam = max_trials // step_count
         done = 0  # trials of the steps before this one
+        step_trials = []  # the trials of the step before
         with progress.bar("Trials", total=max_trials, unit="trial", initial=len(trials)) as bar:
             for step in range(step_count):
                 if step == len(steps):
                     size = beam + (max_trials % step_count if step == 0 else 0)
-                    decided = self._decide(step, size, beam, steps, trials, data)
+                    decided = self._decide(step, size, beam, step_trials, trials, data)
                     if decided is None:
                         progress.line(f"No cell of step {step} completed, so there is none to expand.")
                         break
@@ -174,31 +175,30 @@ class ProgressiveSearch(SearchStrategy):
                                 cells_per_stage=space.cells_per_stage, stem_strides=space.stem_strides,
                                 dropout=space.dropout)
 
-    def _decide(self, step, size, beam, steps, trials, data):
-        """Step `step`'s record: its `size` candidates, chosen uniformly (step 0) or by the surrogate; None when
-        the step before left no completed cell to expand."""
+    def _decide(self, step, size, beam, previous, trials, data):
+        """Step `step`'s record: its `size` candidates, chosen uniformly (step 0) or by the surrogate from the
+        expansions of the best of `previous` (the step before's trials); None when none of them completed."""
         if step == 0:
             pool = one_node_cells()
             rng = np.random.default_rng([self.seed, 3_000_000])
             ranked = [(pool[i], None) for i in rng.permutation(len(pool))]
             record = {"nodes": 1, "expansions": len(pool)}
         else:
-            done = sum(len(s["candidates"]) for s in steps)
-            previous = trials[done - len(steps[-1]["candidates"]):done]
             kept_trials = self.best_trials(previous, beam)
             if not kept_trials:
                 return None
             kept = [t.architecture.normal for t in kept_trials]
             completed = [t for t in trials if t.status == COMPLETED]
-            surrogate = Surrogate().fit([t.architecture.normal for t in completed], [self.reward(t) for t in completed])
-            fitted = surrogate.predict([t.architecture.normal for t in completed])
+            cells, targets = [t.architecture.normal for t in completed], [float(self.reward(t)) for t in completed]
+            surrogate = Surrogate().fit(cells, targets)
+            fitted = surrogate.predict(cells)
             seen = {t.architecture.normal for t in trials}
             pool = list(dict.fromkeys(c for cell in kept for c in expansions(cell) if c not in seen))
             predicted = surrogate.predict(pool)
             ranked = [(pool[i], float(predicted[i])) for i in np.argsort(-predicted, kind="stable")]
             record = {"nodes": step + 1, "expansions": len(pool), "kept": [t.trial_id for t in kept_trials],
                       "fit": {"trial_ids": [t.trial_id for t in completed],
-                              "targets": [float(self.reward(t)) for t in completed],
+                              "targets": targets,
                               "predictions": [float(v) for v in fitted]}}
         candidates = []
         for cell, prediction in ranked:
