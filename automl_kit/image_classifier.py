@@ -136,7 +136,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         fit_seconds_: wall time of the last `fit`.
         final_: how the final model was made (`tuner/final.py`): its
             architecture (the best one, scaled), the scaling chosen and
-            the candidates measured, the training recipe, its parameters.
+            the candidates estimated, the training recipe, its parameters.
         search_results_: the trials as a pandas DataFrame (see `summary()`,
             `plot_search()` and `plot_architecture()` for the rest of the report).
 

@@ -120,9 +120,9 @@ def summary_text(best_trial, objective, final_params, search_seconds, final_seco
     final = final or {}
     if final.get("scaling"):
         scaling = final["scaling"]
-        measured = len(scaling.get("measured", []))
-        lines.append(f"  scaled x{scaling['width']:g} wide and x{scaling['depth']} deep ({measured} scaling(s) "
-                     f"measured): {architecture_from_dict(final['architecture'])}")
+        estimated = len(scaling.get("estimated", []))
+        lines.append(f"  scaled x{scaling['width']:g} wide and x{scaling['depth']} deep ({estimated} scaling(s) "
+                     f"estimated): {architecture_from_dict(final['architecture'])}")
     if final.get("how"):
         lines.append(f"  trained {final['how']}" + (f", {final['epochs']} epoch(s)" if final.get("epochs") else ""))
     if final.get("recipe"):

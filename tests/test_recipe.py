@@ -14,7 +14,7 @@ from automl_kit.blocks.architecture import Architecture, CellArchitecture, archi
 from automl_kit.blocks.builder import build_model
 from automl_kit.blocks.search_space import MacroSearchSpace, MicroSearchSpace
 from automl_kit.data import InputSpec
-from automl_kit.tuner import final, training
+from automl_kit.tuner import final, plan, training
 from automl_kit.tuner.recipe import Recipe, augment, flip_preserves_labels, training_with
 from automl_kit.tuner.trial import Trial
 
@@ -121,39 +121,41 @@ def test_a_scaled_architecture_round_trips_through_json_and_builds(space):
     assert large.output_shape == (None, 10)
 
 
-def test_scaling_picks_the_largest_candidate_whose_measured_epochs_fit(monkeypatch, small_digits):
+def test_scaling_picks_the_largest_candidate_whose_estimated_epochs_fit():
     from automl_kit.tuner.progress import Progress
+
+    base = MicroSearchSpace((8, 8)).sample(np.random.default_rng(0))
 
     class Data:  # what `scale` reads of SearchData
         x_train, x_val = np.zeros((800, 8, 8)), np.zeros((200, 8, 8))
         growth = 1.25
 
-        def count_params(self, architecture):
-            return architecture.filters * 1000
+        def size_and_cost(self, architecture):  # multiply-adds grow with width squared and with depth
+            width, depth = architecture.filters / base.filters, architecture.cells_per_stage / base.cells_per_stage
+            return architecture.filters * 1000, 1e6 * width**2 * depth
 
-    base = MicroSearchSpace((8, 8)).sample(np.random.default_rng(0))
     trial = Trial("0000", base, "completed", epochs_run=2, history={"epoch_seconds": [1.0, 1.0],
                                                                       "setup_seconds": [1.0]})
-    step_seconds = {1.5: 0.01, 2: 0.02, 3: 0.2, 4: 1.0}  # 32 steps an epoch
-    monkeypatch.setattr(final, "measure", lambda a, data, size, recipe: (0.1, step_seconds[a.filters / base.filters]))
     import time
 
-    deadline = time.monotonic() + 100.0
-    chosen, record = final.scale(trial, Data(), 32, deadline, None, Recipe(), Progress(0))
-    # x2 wide (0.64 s an epoch, ~150 epochs) fits; x2 wide and deep the same here; x3 (6.4 s, ~15) does not.
-    assert chosen == base.scaled(2, 2) and (record["width"], record["depth"]) == (2, 2)
-    assert [m["width"] for m in record["measured"]] == [1.5, 2, 2, 3]
-    # max_model_size stops the candidates before they are measured.
-    chosen, record = final.scale(trial, Data(), 32, deadline, 30 * 1000, Recipe(), Progress(0))
-    assert chosen == base.scaled(1.5, 1) and len(record["measured"]) == 1
+    deadline = time.monotonic() + 200.0
+    chosen, record = final.scale(trial, Data(), deadline, None, Progress(0))
+    # An epoch of all the data takes 1.25 s as found: x2 wide (4x, ~40 epochs) fits, x2 wide and deep (8x, ~20
+    # less the doubled setup) does not.
+    assert chosen == base.scaled(2, 1) and (record["width"], record["depth"]) == (2, 1)
+    assert [(e["width"], e["depth"]) for e in record["estimated"]] == [(1.5, 1), (2, 1), (2, 2)]
+    assert [e["cost_ratio"] for e in record["estimated"]] == [2.25, 4.0, 8.0]
+    # max_model_size stops the candidates before they are priced.
+    chosen, record = final.scale(trial, Data(), deadline, 30 * 1000, Progress(0))
+    assert chosen == base.scaled(1.5, 1) and len(record["estimated"]) == 1
     # Without a time budget the architecture trains as found.
-    assert final.scale(trial, Data(), 32, None, None, Recipe(), Progress(0))[0] == base
+    assert final.scale(trial, Data(), None, None, Progress(0))[0] == base
 
 
 def test_exported_scaled_model_matches_predict_proba_in_a_fresh_process(monkeypatch, small_digits, tmp_path):
     x, y = small_digits
     monkeypatch.setattr(final, "scale", lambda best, *args: (best.architecture.scaled(2, 2),
-                                                             {"width": 2, "depth": 2, "measured": []}))
+                                                             {"width": 2, "depth": 2, "estimated": []}))
     clf = ImageClassifier(max_trials=1, seed=0, tuner="random", search_space="micro").fit(x, y, epochs=1, verbose=0)
     assert clf.final_["scaling"]["width"] == 2 and clf.final_["how"].startswith("from scratch")
     assert architecture_from_dict(clf.final_["architecture"]) == clf.best_architecture_.scaled(2, 2)
@@ -182,7 +184,7 @@ def test_measure_times_real_training_steps_of_a_candidate(small_digits):
     data = SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:], input_spec=spec,
                       num_classes=10, mean=(4.9,), variance=(36.0,))
     architecture = MicroSearchSpace((8, 8)).sample(np.random.default_rng(0))
-    setup, step = final.measure(architecture, data, 32, Recipe.for_final((8, 8, 1), fill=(4.9,)))
+    setup, step = plan.measure(architecture, data, 32, Recipe.for_final((8, 8, 1), fill=(4.9,)))
     assert 0 < step < setup  # the first step holds the trace
 
 

@@ -89,6 +89,45 @@ def classifier(x, num_classes, pool):
     return pool(layers.Dense, "probabilities", units=num_classes, activation="softmax", dtype="float32")(x)
 
 
+def multiply_adds(model):
+    """Multiply-adds of one sample's forward pass through `model`'s convolutions and dense layers.
+
+    What a training step costs grows with it: the final stage prices a wider
+    or deeper network from the measured speed of the one it scales, times
+    the ratio of their multiply-adds, instead of building and timing each
+    candidate (a trace of 8 s or more on a CPU). The ratio overstates the
+    cost of a larger network, as the per-step overhead and the memory-bound
+    layers (batch normalisation, ReLU) grow more slowly than the
+    convolutions, so an estimate errs on the side of fewer epochs.
+
+    >>> from automl_kit.blocks.architecture import Architecture, LayerSpec
+    >>> from automl_kit.data import InputSpec
+    >>> spec = InputSpec(input_shape=(8, 8), image_shape=(8, 8, 1))
+    >>> arch = Architecture(16, ((LayerSpec("conv3x3"),),))
+    >>> small, wide = (multiply_adds(build_model(a, spec, 10, [0.0], [1.0])) for a in (arch, arch.scaled(2)))
+    >>> small, round(wide / small, 2)  # stem 8*8*9*1*16 + conv 8*8*9*16*16 + dense 16*10; then twice the filters
+    (156832, 3.88)
+    """
+    total = 0
+    for layer in model.layers:
+        if not isinstance(layer, (layers.Conv2D, layers.SeparableConv2D, layers.DepthwiseConv2D, layers.Dense)):
+            continue
+        inputs, outputs = layer.input.shape[-1], layer.output.shape[-1]
+        positions = int(np.prod(layer.output.shape[1:-1]))  # output pixels; 1 for a dense layer
+        if isinstance(layer, layers.Dense):
+            total += inputs * outputs
+            continue
+        kernel = int(np.prod(layer.kernel_size))
+        if isinstance(layer, layers.Conv2D):
+            total += positions * kernel * inputs * outputs // layer.groups
+        elif isinstance(layer, layers.DepthwiseConv2D):
+            total += positions * kernel * outputs
+        else:  # separable: a depthwise pass, then a pointwise one
+            depthwise = inputs * layer.depth_multiplier
+            total += positions * (kernel * depthwise + depthwise * outputs)
+    return int(total)
+
+
 def _dense_body(architecture, x, dtype_policy=None):
     # No batch normalisation here: tabular sets are often tiny, and moving
     # statistics from a handful of steps would be far from the data.

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from automl_kit.blocks.builder import build_model
+from automl_kit.blocks.builder import build_model, multiply_adds
 from automl_kit.tuner import training
 from automl_kit.tuner.budget import shortest_trial_seconds
 from automl_kit.tuner.recipe import Recipe, flip_test
@@ -54,9 +54,16 @@ class SearchData:
 
     def count_params(self, architecture):
         """Parameters of `architecture`'s model, built and released again."""
-        params = int(self._build_model(architecture).count_params())
+        return self.size_and_cost(architecture)[0]
+
+    def size_and_cost(self, architecture):
+        """(parameters, multiply-adds of one sample's forward pass) of `architecture`'s model, built and released
+        again (see `builder.multiply_adds`)."""
+        model = self._build_model(architecture)
+        params, cost = int(model.count_params()), multiply_adds(model)
+        model = None
         keras.backend.clear_session()  # not release_memory: this runs for every re-drawn proposal
-        return params
+        return params, cost
 
     @property
     def validation_data(self):

@@ -8,7 +8,7 @@ minute, the shared-weight tuners once ended at chance on Fashion-MNIST
 digits the supernet had time for one epoch and one scored child, at chance
 (0.08): the traces had eaten the budget. So before the supernet is built, the search
 space's `prior` (a hand-designed child) is built and timed for a few
-training steps (`final.measure`), and the supernet is estimated from it:
+training steps (`measure`), and the supernet is estimated from it:
 its two traces at `SUPERNET_SETUP_FACTOR` times the child's setup, and
 `MIN_SUPERNET_EPOCHS` epochs of shared steps at the child's step time (a
 shared step trains one child's path). When that does not fit in the
@@ -24,8 +24,11 @@ import dataclasses
 import math
 import time
 
-from automl_kit.tuner.final import measure
-from automl_kit.tuner.recipe import Recipe
+import numpy as np
+
+from automl_kit.tuner import training
+from automl_kit.tuner.base import forgetting_custom_gradients, release_memory
+from automl_kit.tuner.recipe import Recipe, training_with
 
 # Measured here (2 CPU cores, micro space, digits): the supernet's first epoch
 # (32 steps, mostly its trace) and its first scoring pass took 29.6 s and 13 s,
@@ -44,6 +47,30 @@ MIN_RUNG_EPOCHS = 2
 # the measurement and the one trial's own setup left Fashion-MNIST at chance.
 # So budgets under 80 s (at the 25% supernet share) train the prior alone.
 MIN_SUPERNET_SECONDS = 20
+MEASURE_STEPS = 5
+
+
+def measure(architecture, data, batch_size, recipe):
+    """(setup seconds, seconds per step) of `architecture` training with `recipe` at `batch_size`.
+
+    The setup is building, compiling and the first (tracing) step; the step
+    time is the mean of the next `MEASURE_STEPS`.
+    """
+    started = time.monotonic()
+    model = data.build(architecture)
+    training.compile_for_classification(model, jit_compile=data.jit_compile, recipe=recipe)
+    rows = np.arange(batch_size) % len(data.x_train)
+    x, y = data.x_train[rows].astype(np.float32), data.y_train[rows]
+    with forgetting_custom_gradients(), training_with(model, recipe):
+        model.train_on_batch(x, y)
+        setup = time.monotonic() - started
+        stepped = time.monotonic()
+        for _ in range(MEASURE_STEPS):
+            model.train_on_batch(x, y)
+        step = (time.monotonic() - stepped) / MEASURE_STEPS
+    model = None
+    release_memory()
+    return setup, step
 
 
 @dataclasses.dataclass(frozen=True)
