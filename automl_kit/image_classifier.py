@@ -234,12 +234,11 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         training.grow_gpu_memory()  # before anything places a tensor on a GPU
         callbacks = list(callbacks or [])
         strategy = params.strategy(self.distribution_strategy)
-        params.check_fit_arguments(epochs if epochs is not None else self.epochs, batch_size, callbacks, strategy,
-                                   self.time_limit)
+        epochs = epochs if epochs is not None else self.epochs
+        params.check_fit_arguments(epochs, batch_size, callbacks, strategy, self.time_limit)
         _, chief = distribute.workers(strategy)
         budget = None if self.time_limit is None else TimeBudget(self.time_limit)
         started = time.monotonic()
-        epochs = epochs if epochs is not None else self.epochs
         epochs_until_deadline = epochs is None and budget is not None
         if epochs is None:
             # Under a time budget, training runs as long as the budget allows.

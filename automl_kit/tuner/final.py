@@ -53,12 +53,6 @@ def flips_for(trial, num_classes):
     return bool(test) and flip_preserves_labels(test[0], test[1], num_classes)
 
 
-def epochs_left(trial, data, deadline):
-    """Epochs over training + validation data that `trial`'s architecture, at its measured speed, fits before `deadline`."""
-    epoch = seconds_per_epoch(trial) * data.growth
-    return float((deadline - time.monotonic() - setup_seconds(trial)) / max(epoch, 1e-9))
-
-
 def scale(best, data, deadline, max_model_size, progress):
     """(architecture, record): the largest scaling of `best`'s architecture whose estimated epochs still reach
     `MIN_EPOCHS` before `deadline`; the record lists the candidates estimated.
@@ -71,11 +65,15 @@ def scale(best, data, deadline, max_model_size, progress):
     record = {"width": 1.0, "depth": 1, "estimated": []}
     if deadline is None or isinstance(base, DenseArchitecture) or not best.epochs_run:
         return base, record
-    record["predicted_epochs"] = epochs_left(best, data, deadline)
+    epoch, setup = seconds_per_epoch(best) * data.growth, setup_seconds(best)
+
+    def epochs_left(ratio, depth):  # at `ratio` times the trial's epoch over all the data, `depth` times its setup
+        return float((deadline - time.monotonic() - setup * depth) / max(epoch * ratio, 1e-9))
+
+    record["predicted_epochs"] = epochs_left(1.0, 1)
     if record["predicted_epochs"] < MIN_EPOCHS:
         return base, record  # the found size already has no time to spare
     estimating_ends = time.monotonic() + ESTIMATE_SHARE * (deadline - time.monotonic())
-    epoch, setup = seconds_per_epoch(best) * data.growth, setup_seconds(best)
     base_cost = data.size_and_cost(base)[1]
     chosen = base
     for width, depth in SCALINGS:
@@ -86,15 +84,15 @@ def scale(best, data, deadline, max_model_size, progress):
         if max_model_size is not None and params > max_model_size:
             break
         ratio = cost / max(base_cost, 1)
-        epochs = (deadline - time.monotonic() - setup * depth) / max(epoch * ratio, 1e-9)
+        epochs = epochs_left(ratio, depth)
         record["estimated"].append({"width": width, "depth": depth, "params": params, "cost_ratio": round(ratio, 2),
-                                    "predicted_epochs": round(float(epochs), 1)})
+                                    "predicted_epochs": round(epochs, 1)})
         progress.line(f"Scaling x{width:g} wide, x{depth} deep: {params:,} parameters, {ratio:.1f}x the "
                       f"multiply-adds, {epochs:.0f} epoch(s) predicted.")
         if epochs < MIN_EPOCHS:
             break
         chosen = candidate
-        record.update(width=width, depth=depth, predicted_epochs=float(epochs))
+        record.update(width=width, depth=depth, predicted_epochs=epochs)
     return chosen, record
 
 
@@ -129,10 +127,8 @@ def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project
                                "scaling": {"width": 1.0, "depth": 1, "estimated": []}, "recipe": None,
                                "params": int(model.count_params())}
     architecture, scaling = scale(best, data, deadline if decay == "deadline" else None, max_model_size, progress)
-    predicted = scaling.get("predicted_epochs", epochs_left(best, data, budget.end)) if (
-        budget is not None and best.epochs_run) else None
     recipe = Recipe.for_final(data.image_shape, data.mean, flip=flip,
-                              epochs=predicted if decay == "deadline" else epochs)
+                              epochs=scaling.get("predicted_epochs") if decay == "deadline" else epochs)
     from_trial = architecture == best.architecture and os.path.exists(trial_weights)
     how = "from the best trial's weights" if from_trial else "from scratch"
     if decay == "deadline":
