@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from automl_kit.blocks.builder import build_model, multiply_adds
+from automl_kit.blocks.builder import build_model, step_cost
 from automl_kit.tuner import training
 from automl_kit.tuner.budget import shortest_trial_seconds
 from automl_kit.tuner.recipe import Recipe, flip_test
@@ -57,10 +57,10 @@ class SearchData:
         return self.size_and_cost(architecture)[0]
 
     def size_and_cost(self, architecture):
-        """(parameters, multiply-adds of one sample's forward pass) of `architecture`'s model, built and released
-        again (see `builder.multiply_adds`)."""
+        """(parameters, what one sample costs a training step) of `architecture`'s model, built and released
+        again (see `builder.step_cost`)."""
         model = self._build_model(architecture)
-        params, cost = int(model.count_params()), multiply_adds(model)
+        params, cost = int(model.count_params()), step_cost(model)
         model = None
         keras.backend.clear_session()  # not release_memory: this runs for every re-drawn proposal
         return params, cost

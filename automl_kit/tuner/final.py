@@ -6,13 +6,16 @@ with 36). Here the best trial's architecture is scaled the same way, wider
 (more filters) and deeper (more cells per stage, or each macro stage's
 layers repeated), as far as the time left allows: each candidate scaling
 (`SCALINGS`, in order of cost) is priced at the best trial's measured
-seconds per epoch times the ratio of their multiply-adds
-(`builder.multiply_adds`), and the largest whose predicted epochs still
-reach `MIN_EPOCHS` trains. Pricing by building and timing each candidate
-cost a trace of 8 s or more apiece on a CPU: at 2 minutes on digits it
-stopped after the first candidate (x1.5 wide, 134 epochs predicted), and a
-32k-parameter network trained 119 epochs, at 100% training accuracy from
-the 21st. Estimating stops at the first candidate that falls short, at
+seconds per epoch times the ratio of their step costs
+(`builder.step_cost`: activations plus multiply-adds), and the largest
+whose predicted epochs still reach `MIN_EPOCHS` trains. Pricing by building
+and timing each candidate cost a trace of 8 s or more apiece on a CPU: at 2
+minutes on digits it stopped after the first candidate (x1.5 wide, 134
+epochs predicted), and a 32k-parameter network trained 119 epochs, at 100%
+training accuracy from the 21st. Pricing by multiply-adds alone chose x2
+wide x2 deep there, predicted at 22 epochs, and 62 ran: on small images a
+step's time grows with the activations more than with the arithmetic.
+Estimating stops at the first candidate that falls short, at
 `max_model_size`, or when it has used `ESTIMATE_SHARE` of the time left.
 Without a time budget there is nothing to size against, and the
 architecture trains as found. The scaled network is still an
@@ -58,7 +61,7 @@ def scale(best, data, deadline, max_model_size, progress):
     `MIN_EPOCHS` before `deadline`; the record lists the candidates estimated.
 
     A candidate's epoch is the trial's (on training + validation data) times
-    the ratio of their multiply-adds, and its setup the trial's times its
+    the ratio of their step costs, and its setup the trial's times its
     depth (the trace grows with the layers).
     """
     base = best.architecture
@@ -88,7 +91,7 @@ def scale(best, data, deadline, max_model_size, progress):
         record["estimated"].append({"width": width, "depth": depth, "params": params, "cost_ratio": round(ratio, 2),
                                     "predicted_epochs": round(epochs, 1)})
         progress.line(f"Scaling x{width:g} wide, x{depth} deep: {params:,} parameters, {ratio:.1f}x the "
-                      f"multiply-adds, {epochs:.0f} epoch(s) predicted.")
+                      f"step cost, {epochs:.0f} epoch(s) predicted.")
         if epochs < MIN_EPOCHS:
             break
         chosen = candidate
