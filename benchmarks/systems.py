@@ -231,6 +231,9 @@ def run_automl_kit(tuner, data, budget, folder, seed, max_trials=10):
             finished = datetime.datetime.fromisoformat(trial.finished_at).timestamp()
             _clock["trace"].append((round(finished - started_wall, 2), trial.score))
     _clock["trace"].sort()
+    # In the system's log: how the final stage scaled and trained (the table has no room for it).
+    print("final stage:", json.dumps({key: clf.final_.get(key) for key in ("how", "scaling", "params", "epochs",
+                                                                         "batch_size")}), file=sys.stderr)
     scored = sum(r.get("controller_steps", 0) for r in clf.supernet_history_) + clf.architectures_derived_
     return {
         "predict": lambda x: clf.predict(x),

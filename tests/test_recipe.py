@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from automl_kit import ImageClassifier
-from automl_kit.blocks.architecture import Architecture, CellArchitecture, architecture_from_dict
+from automl_kit.blocks.architecture import Architecture, CellArchitecture, LayerSpec, architecture_from_dict
 from automl_kit.blocks.builder import build_model
 from automl_kit.blocks.search_space import MacroSearchSpace, MicroSearchSpace
 from automl_kit.data import InputSpec
@@ -80,6 +80,22 @@ def test_training_with_a_recipe_augments_what_the_step_sees_and_leaves_the_model
     assert [layer.name for layer in model.layers] == layers_before
     assert "train_step" not in model.__dict__ and "compute_loss" not in model.__dict__
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(model(x)))
+
+
+def test_a_training_traces_its_train_step_once(monkeypatch):
+    # Keras creates the metrics' variables in the first trace unless they exist, and TensorFlow
+    # then traces the step again: a second setup's worth of time in every training.
+    from automl_kit.tuner import recipe as recipe_module
+
+    traced = []
+    original = recipe_module.augment
+    monkeypatch.setattr(recipe_module, "augment", lambda x, recipe: traced.append(1) or original(x, recipe))
+    spec = InputSpec(input_shape=(8, 8), image_shape=(8, 8, 1))
+    model = build_model(Architecture(8, ((LayerSpec("conv3x3"),),)), spec, 3, [100.0], [900.0])
+    x, y = _images(40, side=8)[..., 0], np.arange(40) % 3
+    history = training.train(model, x, y, epochs=2, batch_size=16, validation_data=(x[:10], y[:10]),
+                             objective="val_accuracy", recipe=Recipe.for_trial((8, 8, 1)))
+    assert len(history["loss"]) == 2 and len(traced) == 1
 
 
 def test_label_smoothing_raises_the_training_loss_of_a_confident_model():
