@@ -11,12 +11,6 @@ from automl_kit import export, params, pipeline, report
 from automl_kit.tuner import distribute, training
 from automl_kit.tuner.budget import TimeBudget
 
-DEFAULT_EPOCHS = 10
-# With a time_limit and no epochs, the supernet, the trials (with early
-# stopping) and the final model train until their share of the budget ends.
-EPOCHS_UNTIL_DEADLINE = 1000
-
-
 class ImageClassifier(ClassifierMixin, BaseEstimator):
     """Searches for a neural network that classifies images, as a scikit-learn classifier.
 
@@ -239,10 +233,6 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         _, chief = distribute.workers(strategy)
         budget = None if self.time_limit is None else TimeBudget(self.time_limit)
         started = time.monotonic()
-        epochs_until_deadline = epochs is None and budget is not None
-        if epochs is None:
-            # Under a time budget, training runs as long as the budget allows.
-            epochs = DEFAULT_EPOCHS if budget is None else EPOCHS_UNTIL_DEADLINE
 
         # Feature names only; y=None (a folder, a dataset) is the label coder's to check.
         validate_data(self, X=x, y="no_validation" if y is None else y, reset=True, skip_check_array=True,
@@ -254,7 +244,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             jit_compile=self.jit_compile)
         spec = data.input_spec
         result = pipeline.search_for_estimator(
-            self, data, data_fingerprint, epochs=epochs, until_deadline=epochs_until_deadline, batch_size=batch_size,
+            self, data, data_fingerprint, epochs=epochs, batch_size=batch_size,
             validation_split=None if validation_data is not None else validation_split, callbacks=callbacks,
             budget=budget, verbose=verbose, strategy=strategy)
         self.model_ = result.model

@@ -26,6 +26,12 @@ from automl_kit.tuner.final import train_final
 from automl_kit.tuner.progress import Progress
 
 
+DEFAULT_EPOCHS = 10
+# With a time_limit and no epochs, the supernet, the trials (with early
+# stopping) and the final model train until their share of the budget ends.
+EPOCHS_UNTIL_DEADLINE = 1000
+
+
 def fingerprint(*arrays):
     """Shapes and a hash of a sample of each array: enough to tell datasets apart cheaply."""
     digest = hashlib.sha256()
@@ -191,13 +197,17 @@ def _worker_copy(project, stack):
     return copy
 
 
-def search_for_estimator(estimator, data, data_fingerprint, *, epochs, until_deadline, batch_size, validation_split,
-                         callbacks, budget, verbose, strategy):
+def search_for_estimator(estimator, data, data_fingerprint, *, epochs, batch_size, validation_split, callbacks, budget,
+                         verbose, strategy):
     """`search_and_train` with `estimator`'s parameters: the space for the adapted `data`, the size bound
     checked before any training, and the fingerprint a resumed project must match; returns a SearchResult.
 
+    `epochs` None: `DEFAULT_EPOCHS`, or under a `budget` training until its deadline.
     Dense networks for tabular input are few and cheap: they are always searched from scratch (`"random"`).
     """
+    until_deadline = epochs is None and budget is not None
+    if epochs is None:
+        epochs = DEFAULT_EPOCHS if budget is None else EPOCHS_UNTIL_DEADLINE
     tuner = estimator.tuner if data.input_spec.is_image else "random"
     space = search_space_for(data.input_spec, estimator.search_space)
     check_model_size(data, space, estimator.max_model_size)
