@@ -128,7 +128,7 @@ def step_cost(model):
 def activations(model):
     """Output values of one sample's forward pass, summed over `model`'s layers (the input excluded)."""
     return int(sum(np.prod(layer.output.shape[1:]) for layer in model.layers
-                   if not isinstance(layer, keras.layers.InputLayer)))
+                   if not isinstance(layer, layers.InputLayer)))
 
 
 def multiply_adds(model):
