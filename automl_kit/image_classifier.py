@@ -33,9 +33,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             only the expansions a surrogate ranks best (PNAS, Liu et al.
             2018). Tabular (non-image) input always uses `"random"` over
             dense networks.
-        search_space: `"micro"` (the default: ENAS's cells, each node summing
-            two ops on two earlier tensors) or `"macro"` (layers, each one op
-            plus skip connections), or a dict naming one with its settings,
+        search_space: `"auto"` (the default: `"macro"`, or `"micro"` for the
+            `"progressive"` tuner), `"macro"` (ENAS's layers, each one op plus
+            skip connections), `"micro"` (ENAS's cells, each node summing two
+            ops on two earlier tensors), or a dict naming one with its settings,
             e.g. `{"name": "micro", "num_nodes": 5, "filters": 24,
             "cells_per_stage": 2}`.
         directory: where the search state lives. `None` searches in a
@@ -145,7 +146,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     (3,)
     """
 
-    def __init__(self, max_trials=10, tuner="enas", search_space="micro", directory=None,
+    def __init__(self, max_trials=10, tuner="enas", search_space="auto", directory=None,
                  project_name="image_classifier", overwrite=False, seed=None, objective="val_accuracy",
                  max_model_size=None, time_limit=None, epochs=None, image_size=None, skip_unreadable=False,
                  input_shape=None, class_weight=None,

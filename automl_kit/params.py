@@ -38,7 +38,7 @@ def check_params(estimator):
     if estimator.mixed_precision not in MIXED_PRECISION_SETTINGS:
         raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION_SETTINGS}; "
                          f"got {estimator.mixed_precision!r}.")
-    space = search_space_settings(estimator.search_space)
+    space = search_space_settings(estimator.search_space, estimator.tuner)
     if estimator.tuner == "progressive" and space["name"] != "micro":
         raise ValueError(f"tuner='progressive' grows the cells of the micro search space one node at a time; got "
                          f"search_space={estimator.search_space!r}. Pass search_space='micro', or another tuner.")
