@@ -135,3 +135,14 @@ def test_flat_input_is_reshaped_inside_the_model():
     model = build_model(arch, InputSpec((192,), (8, 8, 3)), 2, [0.0] * 3, [1.0] * 3)
     assert model.input_shape == (None, 192)
     assert model.get_layer("to_image").output.shape[1:] == (8, 8, 3)
+
+
+def test_the_default_search_space_is_macro_except_for_the_progressive_tuner():
+    from automl_kit.blocks.search_space import search_space_for
+
+    assert isinstance(search_space_for(GRAY28), MacroSearchSpace)
+    assert isinstance(search_space_for(GRAY28, "auto", tuner="enas"), MacroSearchSpace)
+    assert isinstance(search_space_for(GRAY28, "auto", tuner="progressive"), MicroSearchSpace)
+    assert isinstance(search_space_for(GRAY28, "micro", tuner="enas"), MicroSearchSpace)
+    with pytest.raises(ValueError, match="'auto'"):
+        search_space_for(GRAY28, "cells")

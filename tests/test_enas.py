@@ -188,18 +188,17 @@ def test_skip_penalty_pulls_skip_probability_towards_its_target():
 
 
 def test_enas_is_the_default_and_records_its_search(fitted_digits):
-    """fitted_digits is a default ImageClassifier: ENAS over the micro space."""
+    """fitted_digits is a default ImageClassifier: ENAS over the macro space."""
     assert fitted_digits.tuner == "enas"
     trials = fitted_digits.trials_
     assert len(trials) == 2 and all(t.shared_score is not None for t in trials)
-    assert all(t.architecture.to_dict()["type"] == "cell" for t in trials)
+    assert all(t.architecture.to_dict()["type"] == "cnn" for t in trials)
     # The supernet's own best pick is confirmed first, the space's prior second.
-    from automl_kit.blocks import MicroSearchSpace
-
-    assert trials[1].architecture == MicroSearchSpace((8, 8)).prior() != trials[0].architecture
+    assert trials[1].architecture == MacroSearchSpace((8, 8)).prior() != trials[0].architecture
 
 
-@pytest.mark.parametrize("tuner, search_space", [("random_ws", "macro"), ("enas", "macro")])
+# The default fit (fitted_digits) runs ENAS over the macro space; these cover the other pairs.
+@pytest.mark.parametrize("tuner, search_space", [("random_ws", "macro"), ("enas", "micro")])
 def test_shared_weight_tuners_end_to_end(tuner, search_space, digits_split, tmp_path):
     x_train, x_test, y_train, y_test = digits_split
     clf = ImageClassifier(max_trials=1, tuner=tuner, search_space=search_space, seed=0, directory=str(tmp_path))

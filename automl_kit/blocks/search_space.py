@@ -220,9 +220,8 @@ def search_space_settings(search_space, tuner="enas"):
     (plain 3x3 convolutions, one ResNet basic block per stage) trains far
     better per second than the micro prior's cells of separable
     convolutions: on the CIFAR-10 subset, each trained for 300 s with the
-    final recipe on 2 CPU cores, 0.744 against 0.664, and 0.672 with plain
-    3x3 convolutions in the micro cells (benchmarks/results/README's
-    "default search space"); on Fashion-MNIST at 150 s, 0.893 against 0.880.
+    final recipe on 2 CPU cores, 0.744 against 0.664
+    (`python -m benchmarks.priors`).
 
     >>> search_space_settings("auto"), search_space_settings("auto", tuner="progressive")
     ({'name': 'macro'}, {'name': 'micro'})
