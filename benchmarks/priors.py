@@ -59,7 +59,7 @@ def main(argv=None):
         predicted = np.argmax(model.predict(x_test, verbose=0, batch_size=500), 1)
         row = {"space": name, "test_accuracy": round(float(np.mean(predicted == coder.encode(y_test, name="y"))), 4),
                "params": int(model.count_params()), "epochs": len(history["loss"]),
-               "epoch_seconds": round(float(np.median(history["epoch_seconds"])), 1),
+               "epoch_seconds": round(float(np.nanmedian(history["epoch_seconds"])), 1),
                "wall_seconds": round(time.monotonic() - started, 1), "architecture": str(architecture)}
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -75,7 +75,7 @@ def main(argv=None):
                 "| space | test accuracy | params | epochs | s per epoch | wall s | prior |\n|---|---|---|---|---|---|---|\n")
         for r in rows:
             f.write(f"| {r['space']} | {r['test_accuracy']:.4f} | {r['params']:,} | {r['epochs']} | "
-                    f"{r['epoch_seconds']} | {r['wall_seconds']} | {r['architecture']} |\n")
+                    f"{r['epoch_seconds']} | {r['wall_seconds']} | {r['architecture'].replace('|', '/')} |\n")
     print(f"written to {os.path.abspath(path)}")
 
 

@@ -220,8 +220,8 @@ def search_space_settings(search_space, tuner="enas"):
     (plain 3x3 convolutions, one ResNet basic block per stage) trains far
     better per second than the micro prior's cells of separable
     convolutions: on the CIFAR-10 subset, each trained for 300 s with the
-    final recipe on 2 CPU cores, 0.744 against 0.664
-    (`python -m benchmarks.priors`).
+    final recipe on 2 CPU cores, 0.700 against 0.658
+    (`python -m benchmarks.priors`; 0.744 against 0.664 in an earlier run).
 
     >>> search_space_settings("auto"), search_space_settings("auto", tuner="progressive")
     ({'name': 'macro'}, {'name': 'micro'})
