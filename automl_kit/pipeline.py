@@ -209,10 +209,11 @@ def search_for_estimator(estimator, data, data_fingerprint, *, epochs, batch_siz
     if epochs is None:
         epochs = DEFAULT_EPOCHS if budget is None else EPOCHS_UNTIL_DEADLINE
     tuner = estimator.tuner if data.input_spec.is_image else "random"
-    space = search_space_for(data.input_spec, estimator.search_space, estimator.tuner)
+    settings = search_space_settings(estimator.search_space, estimator.tuner)  # "auto" resolved once, for both
+    space = search_space_for(data.input_spec, settings)
     check_model_size(data, space, estimator.max_model_size)
     fingerprint = project_fingerprint(
-        data_fingerprint, data, tuner=tuner, search_space=search_space_settings(estimator.search_space, estimator.tuner),
+        data_fingerprint, data, tuner=tuner, search_space=settings,
         seed=estimator.seed, objective=estimator.objective, max_model_size=estimator.max_model_size,
         epochs=int(epochs), batch_size=int(batch_size),
         validation_split=None if validation_split is None else float(validation_split))
