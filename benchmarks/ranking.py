@@ -1,10 +1,11 @@
 """Does the supernet rank architectures as training from scratch does? `python -m benchmarks.ranking`.
 
     python -m benchmarks.ranking --dataset mnist                  # 20 architectures, ~40 min on 2 CPU cores
-    python -m benchmarks.ranking --dataset cifar10 --sampling uniform,fair
+    python -m benchmarks.ranking --dataset cifar10 --sampling uniform,fair --space micro
 
-Draws `--architectures` children uniformly from the default (micro) search
-space and scores each two ways on the same validation images:
+Draws `--architectures` children uniformly from a search space (`--space`:
+the default search's macro space, or the micro space) and scores each two
+ways on the same validation images:
 
 - **shared weights**: a supernet trained for `--supernet-epochs` epochs of
   shared steps, one sampled child a step, as `random_ws` and ENAS's warm-up
@@ -29,7 +30,9 @@ them are compared against the same from-scratch scores, side by side:
 Data: `mnist` takes 10,000 training and 2,000 validation images of the MNIST
 training file (stratified, seed 0), `cifar10` 8,000 and 2,000 of CIFAR-10's
 `data_batch_1`; `--train-images` changes the first.
-Writes `benchmarks/results/ranking_<dataset>_<date>_<commit>.md`.
+Also prints how each score follows the parameter count (Kendall tau against
+parameters): the supernet's known bias is towards the small children.
+Writes `benchmarks/results/ranking_<dataset>_<space>_<date>_<commit>.md`.
 """
 
 import argparse
@@ -90,11 +93,13 @@ def search_data(x_train, y_train, x_val, y_val):
                       mean=tuple(pixels.mean(axis=0)), variance=tuple(pixels.var(axis=0)))
 
 
-def shared_scores(space, data, encoded, sampling, epochs, batch_size, scoring_images, seed):
-    """(scores of `encoded` with the shared weights, seconds): a supernet trained with `sampling`."""
+def shared_scores(space, data, encoded, sampling, epochs, batch_size, scoring_images, seed, score_at):
+    """({epoch: (scores of `encoded` on the first 512 scoring images, on all of them)}, seconds): a
+    supernet trained with `sampling`, the children scored after each epoch of `score_at`."""
     import keras
 
     from automl_kit.tuner.base import forgetting_custom_gradients, release_memory
+    from automl_kit.tuner.enas import SCORING_SAMPLES
     from automl_kit.tuner.supernet import Supernet
 
     started = time.monotonic()
@@ -103,11 +108,17 @@ def shared_scores(space, data, encoded, sampling, epochs, batch_size, scoring_im
     n = len(data.x_train)
     steps = math.ceil(n / batch_size)
     weights = np.ones(n, np.float32)
-    x_train = data.x_train.astype(np.float32)
+    x_train, x_val = data.x_train.astype(np.float32), data.x_val.astype(np.float32)
+    scoring = np.random.default_rng(seed + 1).choice(len(data.x_val), min(scoring_images, len(data.x_val)),
+                                                      replace=False)
+    # Batches of 256: the first SCORING_SAMPLES images are the search's own scoring set's size.
+    batches = [scoring[i:i + 256] for i in range(0, len(scoring), 256)]
+    first = max(1, SCORING_SAMPLES // 256)
+    scores = {}
     with forgetting_custom_gradients():
         supernet = Supernet(space, data.input_spec, data.num_classes, data.mean, data.variance)
         fair = FairSampler(rng, space.decision_sizes)
-        for epoch in range(epochs):
+        for epoch in range(1, epochs + 1):
             order = rng.permutation(n)
             losses = []
             for step in range(steps):
@@ -118,14 +129,14 @@ def shared_scores(space, data, encoded, sampling, epochs, batch_size, scoring_im
                     decisions = [int(rng.integers(size)) for size in space.decision_sizes]
                 losses.append(supernet.train_step(x_train[rows], data.y_train[rows], weights[rows],
                                                   np.asarray(decisions, np.int32)))
-            print(f"  {sampling} supernet epoch {epoch + 1}: loss {np.mean([float(v) for v in losses]):.3f}",
+            print(f"  {sampling} supernet epoch {epoch}: loss {np.mean([float(v) for v in losses]):.3f}",
                   flush=True)
-        scoring = np.random.default_rng(seed + 1).choice(len(data.x_val), min(scoring_images, len(data.x_val)),
-                                                          replace=False)
-        batches = np.array_split(scoring, math.ceil(len(scoring) / 256))
-        x_val = data.x_val.astype(np.float32)
-        scores = [float(np.average([supernet.accuracy(x_val[b], data.y_val[b], arch) for b in batches],
-                                   weights=[len(b) for b in batches])) for arch in encoded]
+            if epoch in score_at:
+                correct = np.array([[supernet.accuracy(x_val[b], data.y_val[b], arch) * len(b) for b in batches]
+                                    for arch in encoded])
+                sizes = np.array([len(b) for b in batches])
+                scores[epoch] = (list(correct[:, :first].sum(1) / sizes[:first].sum()),
+                                 list(correct.sum(1) / sizes.sum()))
     supernet = None
     release_memory()
     return scores, time.monotonic() - started
@@ -155,11 +166,14 @@ def scratch_score(architecture, data, epochs, batch_size, seed):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
+    parser.add_argument("--space", choices=("macro", "micro"), default="macro")
     parser.add_argument("--architectures", type=int, default=20)
     parser.add_argument("--sampling", default="uniform,fair", help="comma-separated: uniform, fair")
     parser.add_argument("--supernet-epochs", type=int, default=10)
     parser.add_argument("--trial-epochs", type=int, default=3)
-    parser.add_argument("--scoring-images", type=int, default=1024)
+    parser.add_argument("--scoring-images", type=int, default=2000)
+    parser.add_argument("--score-at", default=None,
+                        help="comma-separated supernet epochs after which to score (default: a quarter, half, all)")
     parser.add_argument("--train-images", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
@@ -169,10 +183,10 @@ def main(argv=None):
 
     from scipy.stats import kendalltau, spearmanr
 
-    from automl_kit.blocks.search_space import MicroSearchSpace
+    from automl_kit.blocks.search_space import search_space_for
 
     data = search_data(*split(args.dataset, args.data_dir, args.train_images))
-    space = MicroSearchSpace(data.image_shape)
+    space = search_space_for(data.input_spec, args.space)
     rng = np.random.default_rng(args.seed)
     architectures, seen = [], set()
     while len(architectures) < args.architectures:
@@ -185,38 +199,57 @@ def main(argv=None):
     print(f"{args.dataset}: {len(data.x_train):,} training, {len(data.x_val):,} validation images; "
           f"{len(architectures)} architectures; commit {commit}", flush=True)
 
+    score_at = sorted({int(e) for e in args.score_at.split(",")} if args.score_at else
+                      {max(1, args.supernet_epochs // 4), max(1, args.supernet_epochs // 2), args.supernet_epochs})
     shared = {}
     for sampling in args.sampling.split(","):
         shared[sampling] = shared_scores(space, data, encoded, sampling, args.supernet_epochs, args.batch_size,
-                                         args.scoring_images, args.seed)
+                                         args.scoring_images, args.seed, score_at)
         print(f"{sampling}: supernet trained and scored in {shared[sampling][1]:.0f} s", flush=True)
+    last = {sampling: scores[args.supernet_epochs][1] for sampling, (scores, _) in shared.items()}
     scratch = []
     for index, architecture in enumerate(architectures):
         scratch.append(scratch_score(architecture, data, args.trial_epochs, args.batch_size, args.seed + index))
         print(f"  architecture {index}: from scratch {scratch[-1][0]:.4f} ({scratch[-1][1]:,} params, "
-              f"{scratch[-1][2]:.0f} s); shared " + ", ".join(f"{s} {shared[s][0][index]:.4f}" for s in shared),
+              f"{scratch[-1][2]:.0f} s); shared " + ", ".join(f"{s} {last[s][index]:.4f}" for s in last),
               flush=True)
 
     truth = [s[0] for s in scratch]
-    lines = [f"# Shared-weight ranking against training from scratch: {args.dataset}", "",
-             f"`python -m benchmarks.ranking --dataset {args.dataset} --architectures {args.architectures} "
-             f"--sampling {args.sampling} --supernet-epochs {args.supernet_epochs} --trial-epochs "
-             f"{args.trial_epochs}` on {datetime.date.today().isoformat()}, commit {commit}, "
-             f"{os.cpu_count()} CPUs. {len(data.x_train):,} training and {len(data.x_val):,} validation images; "
-             f"shared scores on {args.scoring_images} validation images, from-scratch scores on all of them "
-             f"(best epoch of {args.trial_epochs}, the trials' recipe).", "",
-             "| sampling | Kendall tau | Spearman | supernet seconds |", "|---|---|---|---|"]
+    scoring_images = min(args.scoring_images, len(data.x_val))
+    lines = [f"# Shared-weight ranking against training from scratch: {args.dataset}, {args.space} space", "",
+             f"`python -m benchmarks.ranking --dataset {args.dataset} --space {args.space} "
+             f"--architectures {args.architectures} --sampling {args.sampling} --supernet-epochs "
+             f"{args.supernet_epochs} --trial-epochs {args.trial_epochs} --train-images {len(data.x_train)}` "
+             f"on {datetime.date.today().isoformat()}, commit {commit}, {os.cpu_count()} CPUs. "
+             f"{len(data.x_train):,} training and {len(data.x_val):,} validation images. From-scratch score: the "
+             f"best validation accuracy of {args.trial_epochs} epochs with the trials' recipe, on all the "
+             f"validation images. Shared-weight score: after the supernet epoch in the table, on the first 512 "
+             f"(the search's own number) and on all {scoring_images} of the same validation images.", "",
+             "| sampling | supernet epochs | Kendall tau (512 images) | Kendall tau (all) | Spearman (all) |",
+             "|---|---|---|---|---|"]
     for sampling, (scores, seconds) in shared.items():
-        tau, rho = kendalltau(scores, truth)[0], spearmanr(scores, truth)[0]
-        lines.append(f"| {sampling} | {tau:.3f} | {rho:.3f} | {seconds:.0f} |")
-        print(f"{sampling}: Kendall tau {tau:.3f}, Spearman {rho:.3f}", flush=True)
-    lines += ["", "| # | from scratch | params | " + " | ".join(f"shared ({s})" for s in shared) + " | architecture |",
-              "|---|---|---|" + "---|" * len(shared) + "---|"]
+        for epoch, (few, every) in scores.items():
+            tau_few, tau, rho = kendalltau(few, truth)[0], kendalltau(every, truth)[0], spearmanr(every, truth)[0]
+            lines.append(f"| {sampling} | {epoch} | {tau_few:.3f} | {tau:.3f} | {rho:.3f} |")
+            print(f"{sampling} after {epoch} epoch(s): Kendall tau {tau_few:.3f} (512 images), {tau:.3f} (all), "
+                  f"Spearman {rho:.3f}", flush=True)
+    lines += ["", "Supernet seconds (training and scoring): "
+              + ", ".join(f"{sampling} {seconds:.0f}" for sampling, (_, seconds) in shared.items()) + "; "
+              f"from scratch {sum(s[2] for s in scratch):.0f} in all."]
+    params = [s[1] for s in scratch]
+    lines += ["", "Kendall tau against the parameter count: from scratch "
+              f"{kendalltau(params, truth)[0]:.3f}, " + ", ".join(
+                  f"shared ({s}) {kendalltau(params, last[s])[0]:.3f}" for s in last) + "."]
+    print(lines[-1], flush=True)
+    lines += ["", "| # | from scratch | params | " + " | ".join(f"shared ({s})" for s in last) + " | architecture |",
+              "|---|---|---|" + "---|" * len(last) + "---|"]
     for index, architecture in enumerate(architectures):
         lines.append(f"| {index} | {truth[index]:.4f} | {scratch[index][1]:,} | "
-                     + " | ".join(f"{shared[s][0][index]:.4f}" for s in shared) + f" | {architecture} |")
+                     + " | ".join(f"{last[s][index]:.4f}" for s in last) + " | "
+                     + str(architecture).replace("|", "\\|") + " |")
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"ranking_{args.dataset}_{datetime.date.today().isoformat()}_{commit}.md")
+    stamp = f"{datetime.date.today().isoformat()}_{commit}"
+    path = os.path.join(args.out, f"ranking_{args.dataset}_{args.space}_{stamp}.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {path}")
