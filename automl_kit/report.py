@@ -127,6 +127,8 @@ def summary_text(best_trial, objective, final_params, search_seconds, final_seco
         lines.append(f"  trained {final['how']}" + (f", {final['epochs']} epoch(s)" if final.get("epochs") else ""))
     if final.get("recipe"):
         lines.append(f"  recipe: {Recipe(**final['recipe'])}")
+    if final.get("test_time_flips"):
+        lines.append("  predicts with test-time flips: probabilities averaged over each image and its mirror image")
     lines.append(f"Trials: {len(trials)} ({completed} completed, {len(trials) - completed} failed)")
     rank = ranking_text(ranking(trials))
     if rank:

@@ -221,18 +221,22 @@ def with_channel_axis(data):
 
 
 def flip_averaging(clf, x_test, y_test):
-    """After the timed fit, in the log only: the final model's test accuracy on plain images and with its
-    probabilities averaged over the images and their mirror images (test-time flips), and whether
-    its final training flipped."""
+    """After the timed fit, in the log only: the final network's test accuracy on plain images and with its
+    probabilities averaged over the images and their mirror images (test-time flips), whether its final
+    training flipped, whether the final model averages, and the best trial's flip test on validation images
+    (accuracy plain, mirrored and averaged) that decided it."""
     import keras
     import numpy as np
 
+    averages = bool(clf.final_.get("test_time_flips"))
+    network = clf.model_.layers[1] if averages else clf.model_  # the network inside `flip_averaged`
     x = clf._read(x_test)[0].astype(np.float32)
     mirrored = x.reshape((-1, *clf.input_spec_.image_shape))[:, :, ::-1].reshape(x.shape)
-    plain, flipped = (np.concatenate([keras.ops.convert_to_numpy(clf.model_(images[i:i + 256], training=False))
+    plain, flipped = (np.concatenate([keras.ops.convert_to_numpy(network(images[i:i + 256], training=False))
                                       for i in range(0, len(images), 256)]) for images in (x, mirrored))
     truth = np.asarray(y_test)
     return {"trained_with_flips": bool((clf.final_.get("recipe") or {}).get("flip")),
+            "test_time_flips": averages, "trial_flip_test": (clf.best_trial_.history or {}).get("flip_test"),
             "plain": float(np.mean(clf.label_coder_.decode(plain.argmax(1)) == truth)),
             "averaged": float(np.mean(clf.label_coder_.decode((plain + flipped).argmax(1)) == truth))}
 
@@ -251,6 +255,11 @@ def run_automl_kit(tuner, data, budget, folder, seed, max_trials=10):
     # In the system's log: how the final stage scaled and trained (the table has no room for it).
     print("final stage:", json.dumps({key: clf.final_.get(key) for key in ("how", "scaling", "params", "epochs",
                                                                          "batch_size")}), file=sys.stderr)
+    # The controller's learning curve (ENAS), and how well the shared weights ranked the confirmed candidates.
+    print("supernet epochs:", json.dumps([{key: record.get(key) for key in ("epoch", "loss", "mean_reward",
+                                                                            "mean_entropy")}
+                                          for record in clf.supernet_history_]), file=sys.stderr)
+    print("ranking:", json.dumps(clf.search_results_.attrs.get("ranking")), file=sys.stderr)
     print("flip averaging:", json.dumps(flip_averaging(clf, data["x_test"], data["y_test"])), file=sys.stderr)
     scored = sum(r.get("controller_steps", 0) for r in clf.supernet_history_) + clf.architectures_derived_
     return {

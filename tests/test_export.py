@@ -89,6 +89,28 @@ def test_export_parity_in_a_fresh_process(string_labelled, fmt, path, tolerance,
     np.testing.assert_array_equal(labels.astype(str), clf.predict(x))  # the user's own string labels
 
 
+@pytest.fixture(scope="module")
+def flip_averaged(string_labelled):
+    """A fit on the same images whose final model predicts with test-time flips (forced, as for photographs)."""
+    from automl_kit.tuner import final
+
+    _, images = string_labelled
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(final, "flips_for", lambda trial, num_classes: True)
+        clf = quick_fit(images, WORDS[np.arange(len(images)) % 10], epochs=2)
+    assert clf.final_["test_time_flips"]
+    return clf, images
+
+
+@pytest.mark.parametrize("fmt, path, tolerance", [("saved_model", "saved", 1e-4), ("tflite", "model.tflite", 1e-4)])
+def test_flip_averaged_export_parity_in_a_fresh_process(flip_averaged, fmt, path, tolerance, tmp_path):
+    clf, images = flip_averaged
+    x = images[:60]
+    clf.export_model(tmp_path / path, format=fmt)
+    proba, _ = run_exported(fmt, tmp_path / path, x, tmp_path)
+    np.testing.assert_allclose(proba, clf.predict_proba(x), atol=tolerance)
+
+
 def test_keras_export_takes_raw_uint8_images_and_gives_labels(string_labelled, tmp_path):
     clf, images_uint8 = string_labelled
     clf.export_model(tmp_path / "m.keras")

@@ -52,6 +52,11 @@ def test_no_flip_is_applied_where_the_recipe_decided_against_it():
     photo_like = Trial("0001", None, "completed", history={"flip_test": [0.80, 0.78]})
     assert not final.flips_for(digit_like, 10) and final.flips_for(photo_like, 10)
     assert not final.flips_for(Trial("0002", None, "completed"), 10)  # no test: no flips
+    # Test-time flips wherever the final training flips, and where the trial's averaged predictions won.
+    assert final.averages_flips_for(photo_like, 10)  # a test recorded before averaged accuracies were
+    clothes_like = Trial("0003", None, "completed", history={"flip_test": [0.90, 0.70, 0.905]})
+    assert not final.flips_for(clothes_like, 10) and final.averages_flips_for(clothes_like, 10)
+    assert not final.averages_flips_for(Trial("0004", None, "completed", history={"flip_test": [0.98, 0.4, 0.9]}), 10)
     assert not flip_preserves_labels(0.1, 0.1, 10)
 
 
@@ -168,12 +173,24 @@ def test_scaling_picks_the_largest_candidate_whose_estimated_epochs_fit():
     assert final.scale(trial, Data(), None, None, Progress(0))[0] == base
 
 
-def test_exported_scaled_model_matches_predict_proba_in_a_fresh_process(monkeypatch, small_digits, tmp_path):
+def test_exported_scaled_flip_averaged_model_matches_predict_proba_in_a_fresh_process(monkeypatch, small_digits,
+                                                                                       tmp_path, capsys):
     x, y = small_digits
     monkeypatch.setattr(final, "scale", lambda best, *args: (best.architecture.scaled(2, 2),
                                                              {"width": 2, "depth": 2, "estimated": []}))
+    monkeypatch.setattr(final, "flips_for", lambda trial, num_classes: True)  # as for photographs
     clf = ImageClassifier(max_trials=1, seed=0, tuner="random", search_space="micro").fit(x, y, epochs=1, verbose=0)
     assert clf.final_["scaling"]["width"] == 2 and clf.final_["how"].startswith("from scratch")
+    # Trained with flips, it predicts with them: the mean of the network on each image and on its mirror image.
+    assert clf.final_["recipe"]["flip"] and clf.final_["test_time_flips"]
+    network = clf.model_.layers[1]
+    mirrored = x[:50, :, ::-1]  # (N, 8, 8) images: axis 2 is the width
+    both = (keras.ops.convert_to_numpy(network(x[:50], training=False))
+            + keras.ops.convert_to_numpy(network(mirrored, training=False))) / 2
+    np.testing.assert_allclose(clf.predict_proba(x[:50]), both, atol=1e-6)
+    assert not np.allclose(both, keras.ops.convert_to_numpy(network(x[:50], training=False)), atol=1e-4)
+    clf.summary()
+    assert "test-time flips" in capsys.readouterr().out
     assert architecture_from_dict(clf.final_["architecture"]) == clf.best_architecture_.scaled(2, 2)
     assert clf.search_results_.attrs["final"]["recipe"]["label_smoothing"] == 0.1
     path = tmp_path / "scaled.keras"
@@ -239,9 +256,17 @@ def test_flip_test_scores_plain_and_mirrored_images_in_batches_of_any_size():
     x = np.zeros((7, 4, 6, 1), np.float32)
     for i, label in enumerate(y):
         x[i, :, 3 * label:3 * label + 3] = 1.0
-    assert flip_test(model, x, y, (4, 6, 1), batch_size=3) == (1.0, 0.0)
+    assert flip_test(model, x, y, (4, 6, 1), batch_size=3)[:2] == (1.0, 0.0)
     x[:3] = x[:3, :, ::-1]  # three now face the other way
-    assert flip_test(model, x, y, (4, 6, 1), batch_size=500) == pytest.approx((4 / 7, 3 / 7))
+    assert flip_test(model, x, y, (4, 6, 1), batch_size=500)[:2] == pytest.approx((4 / 7, 3 / 7))
+    # Averaging: two-pixel images whose class-1 evidence is four times as strong as class 0's. Each
+    # image is right one way round only, and the averaged probabilities are right both times.
+    inputs = keras.Input((1, 2, 1))
+    dense = keras.layers.Dense(2, activation="softmax", use_bias=False)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.set_weights([np.array([[1.0, 0.0], [0.0, 4.0]])])
+    x = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32).reshape(2, 1, 2, 1)
+    assert flip_test(model, x, np.array([1, 1]), (1, 2, 1)) == (0.5, 0.5, 1.0)
 
 
 def test_a_deadline_stops_early_enough_for_the_validation_pass_after_it(monkeypatch):

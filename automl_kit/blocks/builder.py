@@ -63,6 +63,34 @@ def build_model(architecture, input_spec, num_classes, mean, variance, name=MODE
     return keras.Model(inputs, outputs, name=name)
 
 
+def flip_averaged(network, input_spec):
+    """`network` with its probabilities averaged over each image and its mirror image (test-time flips).
+
+    For a network trained with flips (where they keep the labels): the two
+    views' errors are partly independent, so their average is right more
+    often than either. The mirror is `keras.ops.flip` in the functional
+    graph, so the model still loads with plain `keras.models.load_model`.
+
+    >>> from automl_kit.blocks.search_space import MacroSearchSpace
+    >>> from automl_kit.data import InputSpec
+    >>> spec = InputSpec(input_shape=(8, 8), image_shape=(8, 8, 1))
+    >>> net = build_model(MacroSearchSpace((8, 8)).prior(), spec, num_classes=3, mean=[0.0], variance=[1.0])
+    >>> x = np.random.default_rng(0).random((2, 8, 8)).astype("float32")
+    >>> both = (net(x) + net(x[:, :, ::-1])) / 2
+    >>> bool(np.allclose(flip_averaged(net, spec)(x), both, atol=1e-6))
+    True
+    """
+    input_shape = tuple(int(d) for d in input_spec.input_shape)
+    image_shape = tuple(int(d) for d in input_spec.image_shape)
+    inputs = keras.Input(shape=input_shape, name=network.inputs[0].name)
+    images = inputs if input_shape == image_shape else keras.ops.reshape(inputs, (-1, *image_shape))
+    mirrored = keras.ops.flip(images, axis=2)  # (N, H, W[, C]): axis 2 is the width
+    if input_shape != image_shape:
+        mirrored = keras.ops.reshape(mirrored, (-1, *input_shape))
+    outputs = layers.Average(name="flip_average", dtype="float32")([network(inputs), network(mirrored)])
+    return keras.Model(inputs, outputs, name=MODEL_NAME)
+
+
 def body(architecture, x, choices, pool):
     """The convolutional body of `architecture`'s shape, with its choices read from `choices`."""
     if isinstance(architecture, CellArchitecture):

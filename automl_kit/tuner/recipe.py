@@ -256,19 +256,43 @@ def flip_preserves_labels(accuracy, flipped_accuracy, num_classes):
     return (flipped_accuracy - chance) >= FLIP_AGREEMENT * (accuracy - chance)
 
 
+def averages_flips(flip_test_result, num_classes):
+    """Whether a model predicts with test-time flips, from the best trial's `flip_test` (accuracy, mirrored
+    and averaged): where mirroring keeps the labels, or where averaging was right more often than not.
+
+    >>> averages_flips((0.90, 0.86, 0.91), 10)  # photographs
+    True
+    >>> averages_flips((0.90, 0.70, 0.905), 10)  # clothes: flips kept out of training, averaging still pays
+    True
+    >>> averages_flips((0.98, 0.45, 0.96), 10)  # digits
+    False
+    >>> averages_flips((0.90, 0.70), 10)  # a test from before averaged accuracies were recorded
+    False
+    """
+    if not flip_test_result:
+        return False
+    accuracy, flipped_accuracy = flip_test_result[:2]
+    if flip_preserves_labels(accuracy, flipped_accuracy, num_classes):
+        return True
+    learned = accuracy >= 1.0 / num_classes + FLIP_LEARNED_SHARE * (1.0 - 1.0 / num_classes)
+    return learned and len(flip_test_result) > 2 and flip_test_result[2] > accuracy
+
+
 def flip_test(model, x, y, image_shape, batch_size=500):
-    """(accuracy, accuracy on the images mirrored left-right) of `model` on (x, y).
+    """(accuracy, accuracy on the images mirrored left-right, accuracy of the two's averaged
+    probabilities) of `model` on (x, y).
 
     `x` holds samples in the model's input shape, read as images of `image_shape` to mirror them.
     """
     x = np.asarray(x, np.float32)
-    correct = np.zeros(2)
+    correct = np.zeros(3)
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size]
         mirrored = batch.reshape((-1, *image_shape))[:, :, ::-1].reshape(batch.shape)
         # Plain and mirrored in one call: an eager call costs about the same at any small batch.
-        predicted = np.argmax(keras.ops.convert_to_numpy(model(np.concatenate([batch, mirrored]), training=False)),
-                              axis=1).reshape(2, -1)
+        plain, flipped = np.split(keras.ops.convert_to_numpy(
+            model(np.concatenate([batch, mirrored]), training=False)), 2)
+        predicted = np.argmax(np.stack([plain, flipped, plain + flipped]), axis=2)
         correct += np.sum(predicted == y[start:start + batch_size], axis=1)
     return tuple(float(c / max(len(x), 1)) for c in correct)
 
