@@ -52,11 +52,6 @@ def test_no_flip_is_applied_where_the_recipe_decided_against_it():
     photo_like = Trial("0001", None, "completed", history={"flip_test": [0.80, 0.78]})
     assert not final.flips_for(digit_like, 10) and final.flips_for(photo_like, 10)
     assert not final.flips_for(Trial("0002", None, "completed"), 10)  # no test: no flips
-    # Test-time flips wherever the final training flips, and where the trial's averaged predictions won.
-    assert final.averages_flips_for(photo_like, 10)  # a test recorded before averaged accuracies were
-    clothes_like = Trial("0003", None, "completed", history={"flip_test": [0.90, 0.70, 0.905]})
-    assert not final.flips_for(clothes_like, 10) and final.averages_flips_for(clothes_like, 10)
-    assert not final.averages_flips_for(Trial("0004", None, "completed", history={"flip_test": [0.98, 0.4, 0.9]}), 10)
     assert not flip_preserves_labels(0.1, 0.1, 10)
 
 

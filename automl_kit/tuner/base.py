@@ -257,8 +257,7 @@ class SearchStrategy(abc.ABC):
         the trials' recipe (`Recipe.for_trial`: no flips), and its history's
         "flip_test" holds its accuracy on up to `FLIP_TEST_SAMPLES`
         validation images, plain, mirrored and the two averaged, from which
-        the final training decides whether flips keep the labels and the
-        final model whether it predicts with test-time flips. A trial that will
+        the final training decides whether flips keep the labels. A trial that will
         be the final model itself passes the final `recipe` and its `decay`
         ("deadline"), and skips the flip test.
         """

@@ -24,11 +24,10 @@ by the one builder, so export holds for it as for any child.
 
 Then it trains on training plus validation data with the final recipe
 (`recipe.py`): flips only where the best trial showed they keep the labels,
-and a one-cycle rate that ends at the time limit. Where the trial's flip
-test says they pay (`recipe.averages_flips`), the final model predicts
-with test-time flips: its probabilities are averaged over each image and
-its mirror image (`builder.flip_averaged`), as airbench and hlb-CIFAR10
-evaluate. A scaled network starts
+and a one-cycle rate that ends at the time limit. A network trained with
+flips predicts with them too: its probabilities are averaged over each
+image and its mirror image (`builder.flip_averaged`), as airbench and
+hlb-CIFAR10 evaluate. A scaled network starts
 from scratch; the trial's own architecture starts from the trial's weights
 (kept on disk), so that the trial's epochs are not thrown away.
 """
@@ -45,7 +44,7 @@ from automl_kit.tuner import training
 from automl_kit.tuner.base import forgetting_custom_gradients, release_memory
 from automl_kit.tuner.budget import seconds_per_epoch, setup_seconds
 from automl_kit.tuner.progress import EpochProgress
-from automl_kit.tuner.recipe import Recipe, averages_flips, flip_preserves_labels
+from automl_kit.tuner.recipe import Recipe, flip_preserves_labels
 
 # (width, depth) multipliers, cheapest first.
 SCALINGS = ((1.5, 1), (2, 1), (2, 2), (3, 2), (4, 3))
@@ -59,11 +58,6 @@ def flips_for(trial, num_classes):
     """Whether the final training flips: from `trial`'s flip test (see `SearchStrategy.train_trial`)."""
     test = (trial.history or {}).get("flip_test")
     return bool(test) and flip_preserves_labels(test[0], test[1], num_classes)
-
-
-def averages_flips_for(trial, num_classes):
-    """Whether the final model predicts with test-time flips: from `trial`'s flip test (`recipe.averages_flips`)."""
-    return averages_flips((trial.history or {}).get("flip_test"), num_classes)
 
 
 def scale(best, data, deadline, max_model_size, progress):
@@ -125,7 +119,6 @@ def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project
     and the parameters.
     """
     flip = data.image_shape is not None and flips_for(best, data.num_classes)
-    test_time_flips = flip or (data.image_shape is not None and averages_flips_for(best, data.num_classes))
     deadline, decay = None, "epochs"
     trial_weights = project.weights_path(best.trial_id)
     if budget is not None:
@@ -178,8 +171,8 @@ def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project
 
     with forgetting_custom_gradients():
         (model, history), size = training.halving_batch_on_oom(train_at, first_size)
-    if test_time_flips:
+    if recipe.flip:  # trained with flips, it predicts with them: test-time flips
         model = flip_averaged(model, data.input_spec)
     return model, {"how": how, "architecture": architecture.to_dict(), "scaling": scaling, "recipe": recipe.to_dict(),
-                   "test_time_flips": bool(test_time_flips), "params": int(model.count_params()),
+                   "test_time_flips": bool(recipe.flip), "params": int(model.count_params()),
                    "epochs": len(history.get("loss", [])), "batch_size": size}
