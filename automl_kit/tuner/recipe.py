@@ -17,7 +17,9 @@ why, in the spirit of airbench's single training file:
   the classes and the final training flips (`flip_preserves_labels`).
 - **Test-time flips** wherever the final training flips: the final
   model's probabilities are averaged over each image and its mirror image
-  (as airbench and hlb-CIFAR10 evaluate). Where flips stay out of training
+  (as airbench and hlb-CIFAR10 evaluate). On the CIFAR-10 subset at 20
+  minutes the final network scored 0.833 on the test images alone and
+  0.847 averaged with their mirror images. Where flips stay out of training
   they stay out of prediction too: the flip test also records the trial's
   accuracy with averaged probabilities, and on the Fashion-MNIST split,
   where the test kept flips out of training, averaging five final models
