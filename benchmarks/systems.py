@@ -222,23 +222,21 @@ def with_channel_axis(data):
 
 def flip_averaging(clf, x_test, y_test):
     """After the timed fit, in the log only: the final network's test accuracy on plain images and with its
-    probabilities averaged over the images and their mirror images (test-time flips), whether its final
-    training flipped, whether the final model averages, and the best trial's flip test on validation images
-    (accuracy plain, mirrored and averaged) that decided it."""
-    import keras
+    probabilities averaged over the images and their mirror images (test-time flips, scored by the flip
+    test the trials use), whether its final training flipped, whether the final model averages, and the
+    best trial's flip test on validation images (accuracy plain, mirrored and averaged)."""
     import numpy as np
+
+    from automl_kit.tuner.recipe import flip_test
 
     averages = bool(clf.final_.get("test_time_flips"))
     network = clf.model_.layers[1] if averages else clf.model_  # the network inside `flip_averaged`
     x = clf._read(x_test)[0].astype(np.float32)
-    mirrored = x.reshape((-1, *clf.input_spec_.image_shape))[:, :, ::-1].reshape(x.shape)
-    plain, flipped = (np.concatenate([keras.ops.convert_to_numpy(network(images[i:i + 256], training=False))
-                                      for i in range(0, len(images), 256)]) for images in (x, mirrored))
-    truth = np.asarray(y_test)
+    plain, _, averaged = flip_test(network, x, clf.label_coder_.encode(np.asarray(y_test), name="y"),
+                                   clf.input_spec_.image_shape, batch_size=256)
     return {"trained_with_flips": bool((clf.final_.get("recipe") or {}).get("flip")),
             "test_time_flips": averages, "trial_flip_test": (clf.best_trial_.history or {}).get("flip_test"),
-            "plain": float(np.mean(clf.label_coder_.decode(plain.argmax(1)) == truth)),
-            "averaged": float(np.mean(clf.label_coder_.decode((plain + flipped).argmax(1)) == truth))}
+            "plain": plain, "averaged": averaged}
 
 
 def run_automl_kit(tuner, data, budget, folder, seed, max_trials=10):
