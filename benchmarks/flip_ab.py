@@ -38,13 +38,11 @@ def main(argv=None):
     order = np.random.default_rng(123).permutation(len(x))
     val, train = order[:2000], order[2000:]
     keras.utils.set_random_seed(seed)
-    model = resnet_cnn(x.shape[1:], 10, x[train], flip=flip)
     epochs = 20
     steps = epochs * int(np.ceil(len(train) / 64))
     schedule = keras.optimizers.schedules.CosineDecay(0.0, steps - steps // 10, warmup_target=3e-3,
                                                       warmup_steps=steps // 10)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=5e-4),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=["accuracy"])
+    model = resnet_cnn(x.shape[1:], 10, x[train], flip=flip, learning_rate=schedule)
     model.fit(x[train], keras.utils.to_categorical(y[train], 10), batch_size=64, epochs=epochs, verbose=0)
     accuracy = (model.predict(x[val], verbose=0).argmax(-1) == y[val]).mean()
     print(f"flip={flip} seed={seed} val={accuracy:.4f}", flush=True)

@@ -125,11 +125,12 @@ def baseline_cnn(input_shape, num_classes, x_train):
     return model
 
 
-def resnet_cnn(input_shape, num_classes, x_train, flip):
+def resnet_cnn(input_shape, num_classes, x_train, flip, learning_rate=1e-3):
     """The strong hand-written baseline: a small ResNet with augmentation, about 0.3M parameters.
 
     Translation by 1/16 of the side (2 pixels at 28 and 32) and, with `flip`,
-    horizontal flips: Keras preprocessing layers, active in training only.
+    horizontal flips: Keras preprocessing layers, active in training only. `learning_rate` is
+    AdamW's starting rate or a schedule (the suite sets the rate per batch from the budget clock).
     """
     import keras
     from keras import layers
@@ -158,7 +159,7 @@ def resnet_cnn(input_shape, num_classes, x_train, flip):
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(num_classes, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
-    optimizer = keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=5e-4)
+    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=5e-4)
     model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
                   metrics=["accuracy"])
     return model
