@@ -154,9 +154,10 @@ def test_scaling_picks_the_largest_candidate_whose_estimated_epochs_fit():
                                                                       "setup_seconds": [1.0]})
     import time
 
-    deadline = time.monotonic() + 200.0
+    assert final.MIN_EPOCHS == 15
+    deadline = time.monotonic() + 100.0
     chosen, record = final.scale(trial, Data(), deadline, None, Progress(0))
-    # An epoch of all the data takes 1.25 s as found: x2 wide (4x, ~40 epochs) fits, x2 wide and deep (8x, ~20
+    # An epoch of all the data takes 1.25 s as found: x2 wide (4x, ~20 epochs) fits, x2 wide and deep (8x, ~10
     # less the doubled setup) does not.
     assert chosen == base.scaled(2, 1) and (record["width"], record["depth"]) == (2, 1)
     assert [(e["width"], e["depth"]) for e in record["estimated"]] == [(1.5, 1), (2, 1), (2, 2)]

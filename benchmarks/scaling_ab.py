@@ -1,0 +1,74 @@
+"""Is a wider final network worth its fewer epochs? The macro prior against itself x1.5 wide, at equal time.
+
+The final stage (automl_kit/tuner/final.py) scales the found architecture as
+far as the time left allows, so long as the scaled network still trains
+`final.MIN_EPOCHS` epochs. This script measures that trade directly: the
+macro search space's prior, plain or `scaled(width)`, trains with the final
+recipe (`Recipe.for_final`, flips for colour images) for a given number of
+epochs on one cycle, on all but 2,000 (a quarter, for smaller sets) of a
+dataset's training images, 8,000 at most, and is scored on the images held
+out; the test images are not touched.
+One run per call, one thread, so that two share the cores and finish
+together when their epochs cost the same time:
+
+    python -m benchmarks.scaling_ab 1 30 0 cifar10 & python -m benchmarks.scaling_ab 1.5 15 0 cifar10
+
+x1.5 wide costs about twice the base per epoch (`builder.step_cost` predicted
+2.05), so 15 epochs of it take the time of 30 of the base (which train with
+cutout, the recipe's choice at 30 epochs; without it the base scored 0.8070
+and 0.8145 on CIFAR-10, 0.9175 and 0.9160 on Fashion-MNIST). At 1fe7e35,
+two seeds each (seconds on one thread):
+
+| dataset | x1, 30 epochs | x1.5, 15 epochs |
+|---|---|---|
+| CIFAR-10 (`data_batch_1`) | 0.8095, 0.8165 (544, 567 s) | 0.8175, 0.8200 (575, 580 s) |
+| Fashion-MNIST split | 0.9175, 0.9170 (300, 305 s) | 0.9155, 0.9180 (304, 300 s) |
+
+Fifteen epochs of the wider network match thirty of the base on
+Fashion-MNIST and beat them on CIFAR-10, so `final.MIN_EPOCHS` is 15 (it was 20).
+"""
+
+import sys
+import time
+
+import numpy as np
+
+
+def main(argv=None):
+    import keras
+    import tensorflow as tf
+
+    from automl_kit.blocks.builder import build_model
+    from automl_kit.blocks.search_space import search_space_for
+    from automl_kit.data import InputSpec
+    from automl_kit.tuner import training
+    from automl_kit.tuner.recipe import Recipe
+    from benchmarks.run import load_dataset
+    from benchmarks.systems import channel_statistics
+
+    argv = sys.argv[1:] if argv is None else argv
+    width, epochs, seed = float(argv[0]), int(argv[1]), int(argv[2])
+    dataset = argv[3] if len(argv) > 3 else "cifar10"
+    data_dir = argv[4] if len(argv) > 4 else "../shared/datasets"
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    x, y, _, _ = load_dataset(dataset, data_dir)
+    x = x[..., None] if x.ndim == 3 else x
+    order = np.random.default_rng(123).permutation(len(x))
+    held_out = min(2000, len(x) // 4)
+    val, train = order[:held_out], order[held_out:held_out + 8000]
+    keras.utils.set_random_seed(seed)
+    started = time.monotonic()
+    spec = InputSpec.infer(x[:2], None)
+    mean, variance = channel_statistics(x[train])
+    architecture = search_space_for(spec).prior().scaled(width, 1)
+    model = build_model(architecture, spec, 10, mean, variance)
+    recipe = Recipe.for_final(spec.image_shape, mean, flip=spec.image_shape[-1] == 3, epochs=epochs)
+    training.train(model, x[train], y[train], epochs=epochs, batch_size=32, decay="epochs", recipe=recipe)
+    accuracy = (model.predict(x[val], verbose=0).argmax(-1) == y[val]).mean()
+    print(f"{dataset} x{width:g} epochs={epochs} seed={seed} params={model.count_params()} val={accuracy:.4f} "
+          f"seconds={time.monotonic() - started:.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
