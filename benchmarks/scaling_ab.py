@@ -26,6 +26,11 @@ two seeds each (seconds on one thread):
 
 Fifteen epochs of the wider network match thirty of the base on
 Fashion-MNIST and beat them on CIFAR-10, so `final.MIN_EPOCHS` is 15 (it was 20).
+The scores are without test-time flips, and both networks start from scratch;
+in the product the unscaled network goes on from its trial's weights, and a
+colour network predicts with test-time flips. One product run on CIFAR-10
+(README) had the wider network ahead without test-time flips and behind with
+them.
 """
 
 import sys
