@@ -23,20 +23,14 @@ import numpy as np
 
 def main(argv=None):
     import keras
-    import tensorflow as tf
 
-    from benchmarks.run import load_dataset
+    from benchmarks.run import held_out_split
     from benchmarks.systems import resnet_cnn
 
     argv = sys.argv[1:] if argv is None else argv
     flip, seed = argv[0] == "1", int(argv[1])
     data_dir = argv[2] if len(argv) > 2 else "../shared/datasets"
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    x, y, _, _ = load_dataset("fashion_mnist", data_dir)
-    x = x[..., None]
-    order = np.random.default_rng(123).permutation(len(x))
-    val, train = order[:2000], order[2000:]
+    x, y, train, val = held_out_split("fashion_mnist", data_dir)
     keras.utils.set_random_seed(seed)
     epochs = 20
     steps = epochs * int(np.ceil(len(train) / 64))

@@ -99,6 +99,24 @@ def load_dataset(name, data_dir):
     return (*npz(train), *npz(test))
 
 
+def held_out_split(name, data_dir, held_out=2000, most=8000):
+    """(images with a channel axis, labels, training rows, held-out rows) of a dataset's training part, for
+    the one-thread A/B scripts (`flip_ab`, `scaling_ab`); the test images are not touched.
+
+    The held-out rows are `held_out` (a quarter for smaller sets) of one fixed shuffle; at most `most` of
+    the rest train. TensorFlow runs on one thread, so that two runs can share two cores.
+    """
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    x, y, _, _ = load_dataset(name, data_dir)
+    x = x[..., None] if x.ndim == 3 else x
+    order = np.random.default_rng(123).permutation(len(x))
+    held_out = min(held_out, len(x) // 4)
+    return x, y, order[held_out:held_out + most], order[:held_out]
+
+
 def ensure_autokeras_python(python):
     """The AutoKeras interpreter: `python` if given, else the runner's own venv, created on first use."""
     if python:

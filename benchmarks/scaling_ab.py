@@ -36,32 +36,23 @@ them.
 import sys
 import time
 
-import numpy as np
-
 
 def main(argv=None):
     import keras
-    import tensorflow as tf
 
     from automl_kit.blocks.builder import build_model
     from automl_kit.blocks.search_space import search_space_for
     from automl_kit.data import InputSpec
     from automl_kit.tuner import training
     from automl_kit.tuner.recipe import Recipe
-    from benchmarks.run import load_dataset
+    from benchmarks.run import held_out_split
     from benchmarks.systems import channel_statistics
 
     argv = sys.argv[1:] if argv is None else argv
     width, epochs, seed = float(argv[0]), int(argv[1]), int(argv[2])
     dataset = argv[3] if len(argv) > 3 else "cifar10"
     data_dir = argv[4] if len(argv) > 4 else "../shared/datasets"
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    x, y, _, _ = load_dataset(dataset, data_dir)
-    x = x[..., None] if x.ndim == 3 else x
-    order = np.random.default_rng(123).permutation(len(x))
-    held_out = min(2000, len(x) // 4)
-    val, train = order[:held_out], order[held_out:held_out + 8000]
+    x, y, train, val = held_out_split(dataset, data_dir)
     keras.utils.set_random_seed(seed)
     started = time.monotonic()
     spec = InputSpec.infer(x[:2], None)
