@@ -127,8 +127,12 @@ def summary_text(best_trial, objective, final_params, search_seconds, final_seco
         lines.append(f"  trained {final['how']}" + (f", {final['epochs']} epoch(s)" if final.get("epochs") else ""))
     if final.get("recipe"):
         lines.append(f"  recipe: {Recipe(**final['recipe'])}")
-    if final.get("test_time_flips"):
-        lines.append("  predicts with test-time flips: probabilities averaged over each image and its mirror image")
+    views = final.get("test_time_augmentation") or {}
+    if views.get("flip") or views.get("shift"):
+        described = [f"its copies shifted {views['shift']} px"] if views.get("shift") else []
+        described += ["mirror images"] if views.get("flip") else []
+        lines.append(f"  predicts with test-time augmentation: probabilities averaged over each image and "
+                     f"{' and '.join(described)}")
     lines.append(f"Trials: {len(trials)} ({completed} completed, {len(trials) - completed} failed)")
     rank = ranking_text(ranking(trials))
     if rank:

@@ -221,23 +221,25 @@ def with_channel_axis(data):
             for key, value in data.items()}
 
 
-def flip_averaging(clf, x_test, y_test):
-    """After the timed fit, in the log only: the final network's test accuracy on plain images and with its
-    probabilities averaged over the images and their mirror images (test-time flips, scored by the flip
-    test the trials use), whether its final training flipped, whether the final model averages, and the
-    best trial's flip test on validation images (accuracy plain, mirrored and averaged)."""
+def test_time_views(clf, x_test, y_test):
+    """After the timed fit, in the log only: the final network's test accuracy on plain images, averaged with
+    their mirror images (scored by the flip test the trials use) and as the final model predicts (with its
+    test-time augmentation, if any); the views it averages, whether its final training flipped, and the best
+    trial's flip test on validation images (accuracy plain, mirrored and averaged)."""
     import numpy as np
 
+    from automl_kit.blocks.builder import network_of
     from automl_kit.tuner.recipe import flip_test
 
-    averages = bool(clf.final_.get("test_time_flips"))
-    network = clf.model_.layers[1] if averages else clf.model_  # the network inside `flip_averaged`
+    network = network_of(clf.model_)
     x = clf._read(x_test)[0].astype(np.float32)
-    plain, _, averaged = flip_test(network, x, clf.label_coder_.encode(np.asarray(y_test), name="y"),
-                                   clf.input_spec_.image_shape, batch_size=256)
+    y = clf.label_coder_.encode(np.asarray(y_test), name="y")
+    plain, _, flip_averaged = flip_test(network, x, y, clf.input_spec_.image_shape, batch_size=256)
     return {"trained_with_flips": bool((clf.final_.get("recipe") or {}).get("flip")),
-            "test_time_flips": averages, "trial_flip_test": (clf.best_trial_.history or {}).get("flip_test"),
-            "plain": plain, "averaged": averaged}
+            "test_time_augmentation": clf.final_.get("test_time_augmentation"),
+            "trial_flip_test": (clf.best_trial_.history or {}).get("flip_test"),
+            "plain": plain, "flip_averaged": flip_averaged,
+            "as_predicted": float(np.mean(np.argmax(clf.predict_proba(x_test), axis=1) == y))}
 
 
 def run_automl_kit(tuner, data, budget, folder, seed, max_trials=10):
@@ -259,7 +261,7 @@ def run_automl_kit(tuner, data, budget, folder, seed, max_trials=10):
                                                                             "mean_entropy")}
                                           for record in clf.supernet_history_]), file=sys.stderr)
     print("ranking:", json.dumps(clf.search_results_.attrs.get("ranking")), file=sys.stderr)
-    print("flip averaging:", json.dumps(flip_averaging(clf, data["x_test"], data["y_test"])), file=sys.stderr)
+    print("test-time views:", json.dumps(test_time_views(clf, data["x_test"], data["y_test"])), file=sys.stderr)
     scored = sum(r.get("controller_steps", 0) for r in clf.supernet_history_) + clf.architectures_derived_
     return {
         "predict": lambda x: clf.predict(x),

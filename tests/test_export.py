@@ -91,14 +91,15 @@ def test_export_parity_in_a_fresh_process(string_labelled, fmt, path, tolerance,
 
 @pytest.fixture(scope="module")
 def flip_averaged(string_labelled):
-    """A fit on the same images whose final model predicts with test-time flips (forced, as for photographs)."""
+    """A fit on the same images whose final model predicts with test-time flips (forced, as for photographs) and
+    shifts."""
     from automl_kit.tuner import final
 
     _, images = string_labelled
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(final, "flips_for", lambda trial, num_classes: True)
         clf = quick_fit(images, WORDS[np.arange(len(images)) % 10], epochs=2)
-    assert clf.final_["test_time_flips"]
+    assert clf.final_["test_time_augmentation"] == {"flip": True, "shift": 1}
     return clf, images
 
 

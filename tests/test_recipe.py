@@ -11,7 +11,7 @@ import pytest
 
 from automl_kit import ImageClassifier
 from automl_kit.blocks.architecture import Architecture, CellArchitecture, LayerSpec, architecture_from_dict
-from automl_kit.blocks.builder import build_model
+from automl_kit.blocks.builder import build_model, network_of
 from automl_kit.blocks.search_space import MacroSearchSpace, MicroSearchSpace
 from automl_kit.data import InputSpec
 from automl_kit.tuner import final, plan, training
@@ -169,24 +169,32 @@ def test_scaling_picks_the_largest_candidate_whose_estimated_epochs_fit():
     assert final.scale(trial, Data(), None, None, Progress(0))[0] == base
 
 
-def test_exported_scaled_flip_averaged_model_matches_predict_proba_in_a_fresh_process(monkeypatch, small_digits,
-                                                                                       tmp_path, capsys):
+def test_exported_scaled_model_with_test_time_views_matches_predict_proba_in_a_fresh_process(monkeypatch,
+                                                                                            small_digits, tmp_path,
+                                                                                            capsys):
     x, y = small_digits
     monkeypatch.setattr(final, "scale", lambda best, *args: (best.architecture.scaled(2, 2),
                                                              {"width": 2, "depth": 2, "estimated": []}))
     monkeypatch.setattr(final, "flips_for", lambda trial, num_classes: True)  # as for photographs
     clf = ImageClassifier(max_trials=1, seed=0, tuner="random", search_space="micro").fit(x, y, epochs=1, verbose=0)
     assert clf.final_["scaling"]["width"] == 2 and clf.final_["how"].startswith("from scratch")
-    # Trained with flips, it predicts with them: the mean of the network on each image and on its mirror image.
-    assert clf.final_["recipe"]["flip"] and clf.final_["test_time_flips"]
-    network = clf.model_.layers[1]
-    mirrored = x[:50, :, ::-1]  # (N, 8, 8) images: axis 2 is the width
-    both = (keras.ops.convert_to_numpy(network(x[:50], training=False))
-            + keras.ops.convert_to_numpy(network(mirrored, training=False))) / 2
-    np.testing.assert_allclose(clf.predict_proba(x[:50]), both, atol=1e-6)
-    assert not np.allclose(both, keras.ops.convert_to_numpy(network(x[:50], training=False)), atol=1e-4)
+    # Trained with flips and 1-pixel shifts, it predicts with them: airbench's views, the image and its mirror
+    # image with half the weight, their copies shifted a pixel down-right and up-left a quarter.
+    assert clf.final_["recipe"]["flip"] and clf.final_["test_time_augmentation"] == {"flip": True, "shift": 1}
+    network = network_of(clf.model_)
+
+    def mean_over(views):  # the network's probabilities averaged over views of x[:50], (N, 8, 8) images
+        return np.mean([keras.ops.convert_to_numpy(network(v.astype("float32"), training=False)) for v in views],
+                       axis=0)
+
+    images = x[:50].astype("float32")
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    views = [images, images, padded[:, :8, :8], padded[:, 2:, 2:]]
+    expected = mean_over(views + [v[:, :, ::-1] for v in views])  # axis 2 is the width
+    np.testing.assert_allclose(clf.predict_proba(x[:50]), expected, atol=1e-6)
+    assert not np.allclose(expected, mean_over([images]), atol=1e-4)
     clf.summary()
-    assert "test-time flips" in capsys.readouterr().out
+    assert "test-time augmentation" in capsys.readouterr().out
     assert architecture_from_dict(clf.final_["architecture"]) == clf.best_architecture_.scaled(2, 2)
     assert clf.search_results_.attrs["final"]["recipe"]["label_smoothing"] == 0.1
     path = tmp_path / "scaled.keras"
@@ -232,12 +240,13 @@ def test_an_unscaled_final_model_starts_from_the_best_trials_weights(monkeypatch
     assert clf.final_["how"] == "from the best trial's weights" and clf.final_["scaling"]["width"] == 1.0
     from automl_kit.tuner.project import Project
 
-    trial_model = keras.models.clone_model(clf.model_)
+    network = network_of(clf.model_)  # inside the test-time views
+    trial_model = keras.models.clone_model(network)
     trial_model.load_weights(Project(str(tmp_path / "image_classifier")).weights_path(clf.trials_[0].trial_id))
     for started, trained in zip(starts[1], trial_model.get_weights()):
         np.testing.assert_array_equal(started, trained)
     # and it trained on from there
-    assert any(not np.array_equal(a, b) for a, b in zip(starts[1], clf.model_.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(starts[1], network.get_weights()))
 
 
 def test_flip_test_scores_plain_and_mirrored_images_in_batches_of_any_size():

@@ -6,6 +6,7 @@ import pytest
 
 from automl_kit import ImageClassifier
 from automl_kit.blocks import MicroSearchSpace
+from automl_kit.blocks.builder import network_of
 from automl_kit.data import InputSpec
 from automl_kit.tuner.supernet import Supernet
 from tests.conftest import QUICK
@@ -15,7 +16,7 @@ def test_mixed_precision_trains_in_16_bits_and_exports_float32_probabilities(sma
     x, y = small_digits
     clf = ImageClassifier(**QUICK, max_trials=1, seed=0, mixed_precision=True).fit(x, y, epochs=2, verbose=0)
     # No GPU here, so True means bfloat16, the CPU's fast 16-bit type.
-    compute = {layer.dtype_policy.compute_dtype for layer in clf.model_.layers if layer.weights}
+    compute = {layer.dtype_policy.compute_dtype for layer in network_of(clf.model_).layers if layer.weights}
     assert "bfloat16" in compute
     assert all(w.dtype == "float32" for w in clf.model_.weights)
     path = str(tmp_path / "mixed.keras")

@@ -63,13 +63,17 @@ def build_model(architecture, input_spec, num_classes, mean, variance, name=MODE
     return keras.Model(inputs, outputs, name=name)
 
 
-def flip_averaged(network, input_spec):
-    """`network` with its probabilities averaged over each image and its mirror image (test-time flips).
+def augmented_at_test_time(network, input_spec, flip=False, shift=0):
+    """`network` with its probabilities averaged over several views of each image (test-time augmentation).
 
-    For a network trained with flips (where they keep the labels): the two
-    views' errors are partly independent, so their average is right more
-    often than either. The mirror is `keras.ops.flip` in the functional
-    graph, so the model still loads with plain `keras.models.load_model`.
+    The views are airbench's (`infer_mirror_translate`): the image itself
+    with half the weight, and its copies shifted `shift` pixels down-right
+    and up-left (reflect-padded, as training translates) with a quarter
+    each; with `flip`, each view shares its weight with its mirror image.
+    The views' errors are partly independent, so their average is right
+    more often than any one of them. Padding, cropping and mirroring are
+    standard ops and layers in the functional graph, so the model still
+    loads with plain `keras.models.load_model`.
 
     >>> from automl_kit.blocks.search_space import MacroSearchSpace
     >>> from automl_kit.data import InputSpec
@@ -77,18 +81,37 @@ def flip_averaged(network, input_spec):
     >>> net = build_model(MacroSearchSpace((8, 8)).prior(), spec, num_classes=3, mean=[0.0], variance=[1.0])
     >>> x = np.random.default_rng(0).random((2, 8, 8)).astype("float32")
     >>> both = (net(x) + net(x[:, :, ::-1])) / 2
-    >>> bool(np.allclose(flip_averaged(net, spec)(x), both, atol=1e-6))
+    >>> bool(np.allclose(augmented_at_test_time(net, spec, flip=True)(x), both, atol=1e-6))
+    True
+    >>> padded = np.pad(x, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    >>> views = (2 * net(x) + net(padded[:, :8, :8]) + net(padded[:, 2:, 2:])) / 4
+    >>> bool(np.allclose(augmented_at_test_time(net, spec, shift=1)(x), views, atol=1e-6))
     True
     """
     input_shape = tuple(int(d) for d in input_spec.input_shape)
     image_shape = tuple(int(d) for d in input_spec.image_shape)
     inputs = keras.Input(shape=input_shape, name=network.inputs[0].name)
     images = inputs if input_shape == image_shape else keras.ops.reshape(inputs, (-1, *image_shape))
-    mirrored = keras.ops.flip(images, axis=2)  # (N, H, W[, C]): axis 2 is the width
+    views = [images]
+    if shift:
+        padded = keras.ops.pad(images, [[0, 0], [shift, shift], [shift, shift], [0, 0]], mode="reflect")
+        views.append(layers.Cropping2D(((0, 2 * shift), (0, 2 * shift)), name="shift_down_right")(padded))
+        views.append(layers.Cropping2D(((2 * shift, 0), (2 * shift, 0)), name="shift_up_left")(padded))
+    if flip:
+        views += [keras.ops.flip(view, axis=2) for view in views]  # (N, H, W, C): axis 2 is the width
     if input_shape != image_shape:
-        mirrored = keras.ops.reshape(mirrored, (-1, *input_shape))
-    outputs = layers.Average(name="flip_average", dtype="float32")([network(inputs), network(mirrored)])
+        views = [keras.ops.reshape(view, (-1, *input_shape)) for view in views]
+    probabilities = [network(view) for view in views]
+    if shift:  # the unshifted views (the image, and its mirror) count twice: half the weight
+        probabilities += probabilities[::3]
+    outputs = layers.Average(name="test_time_average", dtype="float32")(probabilities)
     return keras.Model(inputs, outputs, name=MODEL_NAME)
+
+
+def network_of(model):
+    """The network inside `model` when it averages test-time views (`augmented_at_test_time`), else `model`."""
+    inside = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return inside[0] if inside else model
 
 
 def body(architecture, x, choices, pool):

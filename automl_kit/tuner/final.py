@@ -24,10 +24,11 @@ by the one builder, so export holds for it as for any child.
 
 Then it trains on training plus validation data with the final recipe
 (`recipe.py`): flips only where the best trial showed they keep the labels,
-and a one-cycle rate that ends at the time limit. A network trained with
-flips predicts with them too: its probabilities are averaged over each
-image and its mirror image (`builder.flip_averaged`), as airbench and
-hlb-CIFAR10 evaluate. A scaled network starts
+and a one-cycle rate that ends at the time limit. The trained network
+predicts with the views it trained on (`builder.augmented_at_test_time`):
+its probabilities are averaged over each image and its copies shifted by
+`Recipe.test_time_shift` pixels, and over their mirror images where it
+trained with flips, as airbench evaluates. A scaled network starts
 from scratch; the trial's own architecture starts from the trial's weights
 (kept on disk), so that the trial's epochs are not thrown away.
 """
@@ -39,7 +40,7 @@ import keras
 import numpy as np
 
 from automl_kit.blocks.architecture import DenseArchitecture
-from automl_kit.blocks.builder import flip_averaged
+from automl_kit.blocks.builder import augmented_at_test_time
 from automl_kit.tuner import training
 from automl_kit.tuner.base import forgetting_custom_gradients, release_memory
 from automl_kit.tuner.budget import seconds_per_epoch, setup_seconds
@@ -175,8 +176,9 @@ def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project
 
     with forgetting_custom_gradients():
         (model, history), size = training.halving_batch_on_oom(train_at, first_size)
-    if recipe.flip:  # trained with flips, it predicts with them: test-time flips
-        model = flip_averaged(model, data.input_spec)
+    views = {"flip": bool(recipe.flip), "shift": recipe.test_time_shift}
+    if views["flip"] or views["shift"]:  # it predicts with the views it trained on: test-time augmentation
+        model = augmented_at_test_time(model, data.input_spec, **views)
     return model, {"how": how, "architecture": architecture.to_dict(), "scaling": scaling, "recipe": recipe.to_dict(),
-                   "test_time_flips": bool(recipe.flip), "params": int(model.count_params()),
+                   "test_time_augmentation": views, "params": int(model.count_params()),
                    "epochs": len(history.get("loss", [])), "batch_size": size}

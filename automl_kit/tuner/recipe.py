@@ -143,6 +143,15 @@ class Recipe:
                    learning_rate=FINAL_LEARNING_RATE, one_cycle=True, image_shape=image_shape, fill=fill)
 
     @property
+    def test_time_shift(self):
+        """Pixels the shifted test-time views move: half the training translation, at least 1 (0: none).
+
+        >>> Recipe(translate=2).test_time_shift, Recipe(translate=1).test_time_shift, Recipe().test_time_shift
+        (1, 1, 0)
+        """
+        return max(1, self.translate // 2) if self.translate else 0
+
+    @property
     def augments(self):
         return bool(self.translate or self.flip or self.cutout)
 
