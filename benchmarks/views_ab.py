@@ -16,14 +16,22 @@ call, one thread, so that two share the cores:
 
     python -m benchmarks.views_ab fashion_mnist 25 0 & python -m benchmarks.views_ab cifar10 20 0
 
-At 8db0c5a-plus (the commit that adds this script), on this 2-core machine:
+At 9506923, on this 2-core machine (accuracy on the held-out rows):
 
-| dataset, epochs | seed | plain | flips alone | the product's views |
-|---|---|---|---|---|
-| digits, 40 | 0 / 1 | 0.9968 / 1.0000 | - | 1.0000 / 1.0000 |
-| MNIST, 15 | 0 / 1 | 0.9950 / ... | - | 0.9965 / ... |
-| Fashion-MNIST, 25 | 0 / 1 | 0.9075 / 0.9095 | - | ... / 0.9150 |
-| CIFAR-10, 20 | 0 / 1 | 0.8090 / ... | 0.8170 / ... | ... / ... |
+| dataset, epochs | seed 0: plain / flips alone / views | seed 1: plain / flips alone / views |
+|---|---|---|
+| digits (314 held out), 40 | 0.9968 / - / **1.0000** | 1.0000 / - / 1.0000 |
+| MNIST, 15 | 0.9950 / - / **0.9965** | 0.9940 / - / **0.9955** |
+| Fashion-MNIST split, 25 | 0.9075 / - / **0.9145** | 0.9095 / - / **0.9150** |
+| CIFAR-10 (`data_batch_1`), 20 | 0.8090 / 0.8170 / **0.8240** | 0.8055 / 0.8170 / **0.8270** |
+
+CIFAR-10 seed 0 is this script's run. The others came from an experiment
+script that trained the same way and averaged the same views with numpy
+(where both ran, CIFAR-10 seed 0, they trained the same network: 0.8090
+plain and 0.8170 with flips in each). Seven of the eight gained and none lost: +0.7 point on Fashion-MNIST
+and, over flips alone, on CIFAR-10, +0.15 on MNIST. In the same runs,
+the four one-pixel shifts plus the image (five views) or all nine gained
+about as much; airbench's three (six with mirrors) cost the least.
 """
 
 import json

@@ -294,3 +294,13 @@ def test_a_deadline_stops_early_enough_for_the_validation_pass_after_it(monkeypa
     clock.now = 107.5  # 2.5 s left, under the 3 s a pass takes: stop
     deadline.on_train_batch_end(2)
     assert deadline.model.stop_training and deadline.reached
+
+
+def test_the_final_model_predicts_with_the_views_its_recipe_trained_on():
+    spec = InputSpec((8, 8), (8, 8, 1))
+    net = build_model(MacroSearchSpace((8, 8)).prior(), spec, 3, [0.0], [1.0])
+    assert final.with_views(net, Recipe(), spec) == (net, None)  # trained without translation or flips: as it is
+    model, views = final.with_views(net, Recipe.for_trial((8, 8, 1)), spec)  # a trial's: shifts, no flips
+    assert views == {"flip": False, "shift": 1} and network_of(model) is net
+    x = np.random.default_rng(0).random((4, 8, 8)).astype("float32")
+    assert not np.allclose(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(net(x)), atol=1e-5)

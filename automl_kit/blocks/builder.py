@@ -93,7 +93,8 @@ def augmented_at_test_time(network, input_spec, flip=False, shift=0):
     inputs = keras.Input(shape=input_shape, name=network.inputs[0].name)
     images = inputs if input_shape == image_shape else keras.ops.reshape(inputs, (-1, *image_shape))
     views = [images]
-    if shift:
+    shift = min(int(shift), image_shape[0] - 1, image_shape[1] - 1)  # reflect padding needs a wider image
+    if shift > 0:
         padded = keras.ops.pad(images, [[0, 0], [shift, shift], [shift, shift], [0, 0]], mode="reflect")
         views.append(layers.Cropping2D(((0, 2 * shift), (0, 2 * shift)), name="shift_down_right")(padded))
         views.append(layers.Cropping2D(((2 * shift, 0), (2 * shift, 0)), name="shift_up_left")(padded))
@@ -102,7 +103,7 @@ def augmented_at_test_time(network, input_spec, flip=False, shift=0):
     if input_shape != image_shape:
         views = [keras.ops.reshape(view, (-1, *input_shape)) for view in views]
     probabilities = [network(view) for view in views]
-    if shift:  # the unshifted views (the image, and its mirror) count twice: half the weight
+    if shift > 0:  # the unshifted views (the image, and its mirror) count twice: half the weight
         probabilities += probabilities[::3]
     outputs = layers.Average(name="test_time_average", dtype="float32")(probabilities)
     return keras.Model(inputs, outputs, name=MODEL_NAME)

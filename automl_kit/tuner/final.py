@@ -108,6 +108,15 @@ def scale(best, data, deadline, max_model_size, progress):
     return chosen, record
 
 
+def with_views(model, recipe, input_spec):
+    """(model, views): `model` predicting with the test-time views of the augmentation `recipe` trained it
+    with (its shifts, and its flips if any), and those views; `model` itself where there are none."""
+    views = {"flip": bool(recipe.flip), "shift": recipe.test_time_shift}
+    if not (views["flip"] or views["shift"]):
+        return model, None
+    return augmented_at_test_time(model, input_spec, **views), views
+
+
 def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project, progress, max_model_size=None,
                 until_deadline=False):
     """(model, record): `best`'s architecture, scaled, trained on training + validation data with the final recipe.
@@ -135,9 +144,10 @@ def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project
                 progress.line(f"Less than an epoch is left: the final model is trial {best.trial_id}'s.")
                 model = data.build(best.architecture)
                 model.load_weights(trial_weights)
+                model, views = with_views(model, Recipe.for_trial(data.image_shape, data.mean), data.input_spec)
                 return model, {"how": "the best trial's model", "architecture": best.architecture.to_dict(),
                                "scaling": {"width": 1.0, "depth": 1, "estimated": []}, "recipe": None,
-                               "params": int(model.count_params())}
+                               "test_time_augmentation": views, "params": int(model.count_params())}
     architecture, scaling = scale(best, data, deadline if decay == "deadline" else None, max_model_size, progress)
     recipe = Recipe.for_final(data.image_shape, data.mean, flip=flip,
                               epochs=scaling.get("predicted_epochs") if decay == "deadline" else epochs)
@@ -176,9 +186,7 @@ def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project
 
     with forgetting_custom_gradients():
         (model, history), size = training.halving_batch_on_oom(train_at, first_size)
-    views = {"flip": bool(recipe.flip), "shift": recipe.test_time_shift}
-    if views["flip"] or views["shift"]:  # it predicts with the views it trained on: test-time augmentation
-        model = augmented_at_test_time(model, data.input_spec, **views)
+    model, views = with_views(model, recipe, data.input_spec)
     return model, {"how": how, "architecture": architecture.to_dict(), "scaling": scaling, "recipe": recipe.to_dict(),
                    "test_time_augmentation": views, "params": int(model.count_params()),
                    "epochs": len(history.get("loss", [])), "batch_size": size}
