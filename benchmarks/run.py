@@ -5,6 +5,7 @@
     python -m benchmarks.run --suite full --budget-minutes 10   # the same, every budget 10 minutes: ~5 h
     python -m benchmarks.run --suite quick --datasets digits --systems baseline,random --budget-minutes 0.2
     python -m benchmarks.run --suite recipe --systems enas,resnet --base HEAD~1   # a change, side by side
+    python -m benchmarks.run --suite recipe --datasets fashion_mnist --systems enas,baseline,resnet --seeds 0,1,2
     python -m benchmarks.run --suite search --systems enas,random3,random_ws,random   # the search against random draws
     python -m benchmarks.run --suite tuners --systems enas,random_ws,random,nas,progressive   # the five tuners
 
@@ -12,7 +13,12 @@ Every system gets the same wall-clock budget per dataset, for its whole fit
 (search and final training), and runs in its own process
 (`benchmarks/systems.py` describes each system and what is measured). A
 system that crashes, or runs past its budget by more than half plus three
-minutes and is killed, keeps its row, with the reason.
+minutes and is killed, keeps its row, with the reason. With several
+`--seeds`, every system runs once per seed, the systems of one seed one
+after another (so that the machine's drift over the hours falls on all of
+them alike), and the table ends with each system's mean, lowest and
+highest accuracy over the seeds: one run per system cannot order systems
+whose runs differ by more than their gap.
 
 AutoKeras runs in its own virtual environment, `benchmarks/.venv-autokeras`,
 which the runner creates on first use with `autokeras==3.0.0`,
@@ -71,7 +77,7 @@ SUITES = {  # dataset -> budget in minutes
     # Issue 22: the five tuners at equal fit time (`--systems enas,random_ws,random,nas,progressive`), about 50 min.
     "tuners": {"digits": 2, "fashion_mnist": 7},
 }
-COLUMNS = ["dataset", "system", "status", "test_accuracy", "fit_seconds", "budget_seconds", "evaluated", "params",
+COLUMNS = ["dataset", "system", "seed", "status", "test_accuracy", "fit_seconds", "budget_seconds", "evaluated", "params",
            "peak_rss_mb", "time_to_95", "reason"]
 
 
@@ -101,7 +107,7 @@ def load_dataset(name, data_dir):
 
 def held_out_split(name, data_dir, held_out=2000, most=8000):
     """(images with a channel axis, labels, training rows, held-out rows) of a dataset's training part, for
-    the one-thread A/B scripts (`flip_ab`, `scaling_ab`); the test images are not touched.
+    the one-thread A/B scripts (`flip_ab`, `scaling_ab`, `views_ab`); the test images are not touched.
 
     The held-out rows are `held_out` (a quarter for smaller sets) of one fixed shuffle; at most `most` of
     the rest train. TensorFlow runs on one thread, so that two runs can share two cores.
@@ -115,6 +121,32 @@ def held_out_split(name, data_dir, held_out=2000, most=8000):
     order = np.random.default_rng(123).permutation(len(x))
     held_out = min(held_out, len(x) // 4)
     return x, y, order[held_out:held_out + most], order[:held_out]
+
+
+def prior_trained_on_held_out_split(dataset, data_dir, epochs, seed, width=1.0):
+    """(model, recipe, input spec, x, y, held-out rows, seconds): the macro search space's prior, `width`
+    times as wide, trained with the final recipe (flips for colour images) for `epochs` on one cycle on the
+    training rows of `held_out_split`, for `scaling_ab` and `views_ab` to score on the held-out rows."""
+    import time
+
+    import keras
+
+    from automl_kit.blocks.builder import build_model
+    from automl_kit.blocks.search_space import search_space_for
+    from automl_kit.data import InputSpec
+    from automl_kit.tuner import training
+    from automl_kit.tuner.recipe import Recipe
+    from benchmarks.systems import channel_statistics
+
+    x, y, train, val = held_out_split(dataset, data_dir)
+    keras.utils.set_random_seed(seed)
+    started = time.monotonic()
+    spec = InputSpec.infer(x[:2], None)
+    mean, variance = channel_statistics(x[train])
+    model = build_model(search_space_for(spec).prior().scaled(width, 1), spec, 10, mean, variance)
+    recipe = Recipe.for_final(spec.image_shape, mean, flip=spec.image_shape[-1] == 3, epochs=epochs)
+    training.train(model, x[train], y[train], epochs=epochs, batch_size=32, decay="epochs", recipe=recipe)
+    return model, recipe, spec, x, y, val, time.monotonic() - started
 
 
 def ensure_autokeras_python(python):
@@ -192,7 +224,7 @@ def write_tables(rows, stamp, path_stem):
         for row in rows:
             writer.writerow({**{c: row.get(c) for c in COLUMNS}, "date": stamp["date"], "commit": stamp["commit"],
                              "machine": stamp["machine"], "versions": json.dumps(row.get("versions", {}))})
-    headers = ["dataset", "system", "status", "test acc", "fit (s)", "budget (s)", "architectures evaluated",
+    headers = ["dataset", "system", "seed", "status", "test acc", "fit (s)", "budget (s)", "architectures evaluated",
                "final params", "peak RSS (MB)", "time to 95% (s)", "reason"]
     with open(path_stem + ".md", "w") as f:
         f.write(f"# Benchmark suite `{stamp['suite']}`\n\n"
@@ -201,6 +233,30 @@ def write_tables(rows, stamp, path_stem):
         f.write("| " + " | ".join(headers) + " |\n|" + "---|" * len(headers) + "\n")
         for row in rows:
             f.write("| " + " | ".join(format_cell(c, row.get(c)) for c in COLUMNS) + " |\n")
+        if len({row["seed"] for row in rows}) > 1:
+            f.write("\n## Over the seeds\n\n| dataset | system | runs | mean test acc | lowest | highest | "
+                    "mean fit (s) |\n|---|---|---|---|---|---|---|\n")
+            for (dataset, system), accuracies, seconds in over_seeds(rows):
+                f.write(f"| {dataset} | {system} | {len(accuracies)} | {np.mean(accuracies):.4f} | "
+                        f"{min(accuracies):.4f} | {max(accuracies):.4f} | {np.mean(seconds):.0f} |\n")
+
+
+def over_seeds(rows):
+    """((dataset, system), accuracies, fit seconds) per system that ran, in the order of the rows: its runs
+    that finished (ok or overran; a crash has no accuracy).
+
+    >>> rows = [{"dataset": "d", "system": "a", "seed": s, "test_accuracy": acc, "fit_seconds": 10.0}
+    ...         for s, acc in ((0, 0.5), (1, 0.7))]
+    >>> [(key, accuracies) for key, accuracies, _ in over_seeds(rows)]
+    [(('d', 'a'), [0.5, 0.7])]
+    """
+    groups = {}
+    for row in rows:
+        if row.get("test_accuracy") is not None:
+            accuracies, seconds = groups.setdefault((row["dataset"], row["system"]), ([], []))
+            accuracies.append(row["test_accuracy"])
+            seconds.append(row["fit_seconds"])
+    return [(key, accuracies, seconds) for key, (accuracies, seconds) in groups.items()]
 
 
 def main(argv=None):
@@ -212,7 +268,7 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--autokeras-python", default=None, help="an interpreter with autokeras installed")
     parser.add_argument("--out", default=RESULTS_DIR, help="folder for the tables and logs")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds: every system runs once per seed")
     parser.add_argument("--base", default=None, metavar="COMMIT",
                         help="also run each automl_kit system (enas, random_ws, random) on the code of COMMIT, "
                              "from a git worktree, right after the same system on this tree: a change measured "
@@ -228,6 +284,10 @@ def main(argv=None):
     if args.budget_minutes is not None:
         budgets = {name: args.budget_minutes for name in budgets}
     systems = args.systems.split(",")
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds takes whole numbers separated by commas, such as 0,1,2, not {args.seeds!r}")
     if set(systems) - set(SYSTEMS):
         parser.error(f"unknown systems {sorted(set(systems) - set(SYSTEMS))}: choose from {SYSTEMS}")
 
@@ -257,16 +317,17 @@ def main(argv=None):
             x_train, y_train, x_test, y_test = load_dataset(dataset, args.data_dir)
             data_path = os.path.join(scratch, f"{dataset}.npz")
             np.savez(data_path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-            for system, label, root in runs:
-                print(f"{dataset}: {label}, {minutes:g} min ...", flush=True)
+            for seed, (system, label, root) in ((seed, run) for seed in seeds for run in runs):
+                print(f"{dataset}: {label}, seed {seed}, {minutes:g} min ...", flush=True)
                 if system == "autokeras" and setup_failure:
                     result = {"status": "crashed", "reason": setup_failure}
                 else:
-                    log_path = f"{stem}_{dataset}_{label.replace('@', '_at_')}.log"
-                    result = run_system(system, data_path, minutes * 60, pythons[system], args.seed, log_path, root)
-                row = {"dataset": dataset, "budget_seconds": minutes * 60, **result, "system": label}
+                    log_path = f"{stem}_{dataset}_{label.replace('@', '_at_')}" + (
+                        f"_seed{seed}.log" if len(seeds) > 1 else ".log")
+                    result = run_system(system, data_path, minutes * 60, pythons[system], seed, log_path, root)
+                row = {"dataset": dataset, "budget_seconds": minutes * 60, **result, "system": label, "seed": seed}
                 rows.append(row)
-                print("  " + ", ".join(f"{c}={format_cell(c, row.get(c))}" for c in COLUMNS[2:]), flush=True)
+                print("  " + ", ".join(f"{c}={format_cell(c, row.get(c))}" for c in COLUMNS[3:]), flush=True)
                 stamp["versions"] = merged_versions(rows)
                 write_tables(rows, stamp, stem)  # after every run, so an interrupted suite keeps its rows
         if args.base:

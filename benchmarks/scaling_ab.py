@@ -34,36 +34,19 @@ them.
 """
 
 import sys
-import time
 
 
 def main(argv=None):
-    import keras
-
-    from automl_kit.blocks.builder import build_model
-    from automl_kit.blocks.search_space import search_space_for
-    from automl_kit.data import InputSpec
-    from automl_kit.tuner import training
-    from automl_kit.tuner.recipe import Recipe
-    from benchmarks.run import held_out_split
-    from benchmarks.systems import channel_statistics
+    from benchmarks.run import prior_trained_on_held_out_split
 
     argv = sys.argv[1:] if argv is None else argv
     width, epochs, seed = float(argv[0]), int(argv[1]), int(argv[2])
     dataset = argv[3] if len(argv) > 3 else "cifar10"
     data_dir = argv[4] if len(argv) > 4 else "../shared/datasets"
-    x, y, train, val = held_out_split(dataset, data_dir)
-    keras.utils.set_random_seed(seed)
-    started = time.monotonic()
-    spec = InputSpec.infer(x[:2], None)
-    mean, variance = channel_statistics(x[train])
-    architecture = search_space_for(spec).prior().scaled(width, 1)
-    model = build_model(architecture, spec, 10, mean, variance)
-    recipe = Recipe.for_final(spec.image_shape, mean, flip=spec.image_shape[-1] == 3, epochs=epochs)
-    training.train(model, x[train], y[train], epochs=epochs, batch_size=32, decay="epochs", recipe=recipe)
+    model, _, _, x, y, val, seconds = prior_trained_on_held_out_split(dataset, data_dir, epochs, seed, width)
     accuracy = (model.predict(x[val], verbose=0).argmax(-1) == y[val]).mean()
     print(f"{dataset} x{width:g} epochs={epochs} seed={seed} params={model.count_params()} val={accuracy:.4f} "
-          f"seconds={time.monotonic() - started:.0f}", flush=True)
+          f"seconds={seconds:.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -239,7 +239,7 @@ def test_time_views(clf, x_test, y_test):
             "test_time_augmentation": clf.final_.get("test_time_augmentation"),
             "trial_flip_test": (clf.best_trial_.history or {}).get("flip_test"),
             "plain": plain, "flip_averaged": flip_averaged,
-            "as_predicted": float(np.mean(np.argmax(clf.predict_proba(x_test), axis=1) == y))}
+            "as_predicted": float(np.mean(np.argmax(clf.predict_proba(x), axis=1) == y))}  # read once, as evaluate
 
 
 def run_automl_kit(tuner, data, budget, folder, seed, max_trials=10):

@@ -36,33 +36,18 @@ about as much; airbench's three (six with mirrors) cost the least.
 
 import json
 import sys
-import time
 
 
 def main(argv=None):
-    import keras
     import numpy as np
 
-    from automl_kit.blocks.builder import augmented_at_test_time, build_model
-    from automl_kit.blocks.search_space import search_space_for
-    from automl_kit.data import InputSpec
-    from automl_kit.tuner import training
-    from automl_kit.tuner.recipe import Recipe
-    from benchmarks.run import held_out_split
-    from benchmarks.systems import channel_statistics
+    from automl_kit.blocks.builder import augmented_at_test_time
+    from benchmarks.run import prior_trained_on_held_out_split
 
     argv = sys.argv[1:] if argv is None else argv
     dataset, epochs, seed = argv[0], int(argv[1]), int(argv[2])
     data_dir = argv[3] if len(argv) > 3 else "../shared/datasets"
-    x, y, train, val = held_out_split(dataset, data_dir)
-    keras.utils.set_random_seed(seed)
-    started = time.monotonic()
-    spec = InputSpec.infer(x[:2], None)
-    mean, variance = channel_statistics(x[train])
-    model = build_model(search_space_for(spec).prior(), spec, 10, mean, variance)
-    recipe = Recipe.for_final(spec.image_shape, mean, flip=spec.image_shape[-1] == 3, epochs=epochs)
-    training.train(model, x[train], y[train], epochs=epochs, batch_size=32, decay="epochs", recipe=recipe)
-    seconds = time.monotonic() - started
+    model, recipe, spec, x, y, val, seconds = prior_trained_on_held_out_split(dataset, data_dir, epochs, seed)
 
     def accuracy(network):
         return round(float(np.mean(network.predict(x[val], verbose=0, batch_size=500).argmax(-1) == y[val])), 4)

@@ -27,6 +27,7 @@ def test_runner_smallest_configuration_writes_well_formed_tables(tmp_path):
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     assert [row["system"] for row in rows] == systems
+    assert {row["seed"] for row in rows} == {"0"}
     assert {row["dataset"] for row in rows} == {"digits"}
     assert all(row["date"] and row["commit"] and "CPUs" in row["machine"] for row in rows)
     by_system = {row["system"]: row for row in rows}
@@ -48,6 +49,23 @@ def test_runner_smallest_configuration_writes_well_formed_tables(tmp_path):
     # Every row, separator included, has the header's number of cells (a "|" in a reason is escaped).
     assert len({len(re.findall(r"(?<!\\)\|", line)) for line in table}) == 1
     assert any(line.startswith("Package versions:") and "tensorflow" in line for line in lines)
+
+
+def test_several_seeds_end_the_table_with_each_systems_mean_lowest_and_highest(tmp_path):
+    from benchmarks.run import write_tables
+
+    rows = [{"dataset": "digits", "system": system, "seed": seed, "status": status, "test_accuracy": accuracy,
+             "fit_seconds": 100.0 + seed} for seed, system, status, accuracy in (
+        (0, "enas", "ok", 0.90), (0, "resnet", "ok", 0.80), (1, "enas", "ok", 0.94), (1, "resnet", "crashed", None))]
+    stamp = {"suite": "quick", "date": "2026-12-05", "commit": "abc1234", "machine": "x86_64, 2 CPUs, no GPU",
+             "command": "python -m benchmarks.run --seeds 0,1", "versions": "keras 3"}
+    write_tables(rows, stamp, str(tmp_path / "suite"))
+    text = (tmp_path / "suite.md").read_text()
+    assert "## Over the seeds" in text
+    assert "| digits | enas | 2 | 0.9200 | 0.9000 | 0.9400 | 100 |" in text
+    assert "| digits | resnet | 1 | 0.8000 | 0.8000 | 0.8000 | 100 |" in text  # the crash has no accuracy
+    write_tables(rows[:2], stamp, str(tmp_path / "one_seed"))
+    assert "Over the seeds" not in (tmp_path / "one_seed.md").read_text()
 
 
 def test_benchmark_splits_keep_images_and_labels_aligned():

@@ -151,12 +151,19 @@ class Recipe:
 
     @property
     def test_time_shift(self):
-        """Pixels the shifted test-time views move: half the training translation, at least 1 (0: none).
+        """Pixels the shifted test-time views move: half the training translation, at least 1 (0: none), and
+        less than the image's side (reflect padding needs a wider image), so that the record says what the
+        model does.
 
         >>> Recipe(translate=2).test_time_shift, Recipe(translate=1).test_time_shift, Recipe().test_time_shift
         (1, 1, 0)
+        >>> Recipe(translate=1, image_shape=(1, 1, 1)).test_time_shift
+        0
         """
-        return max(1, self.translate // 2) if self.translate else 0
+        shift = max(1, self.translate // 2) if self.translate else 0
+        if self.image_shape is not None:
+            shift = min(shift, self.image_shape[0] - 1, self.image_shape[1] - 1)
+        return shift
 
     @property
     def augments(self):
