@@ -268,6 +268,11 @@ def log_search(clf, started_wall, data):
                                                                             "mean_entropy")}
                                           for record in clf.supernet_history_]), file=sys.stderr)
     print("ranking:", json.dumps(clf.search_results_.attrs.get("ranking")), file=sys.stderr)
+    # Every trial's rung, epochs and score, and which was best: the flip test below is the best trial's.
+    print("trials:", json.dumps({"best": clf.best_trial_.trial_id, "trials": [
+        {"id": t.trial_id, "status": t.status, "rung": t.rung, "epochs": t.epochs_run, "score": t.score,
+         "plain_in_flip_test": ((t.history or {}).get("flip_test") or [None])[0]} for t in clf.trials_]}),
+        file=sys.stderr)
     print("test-time views:", json.dumps(test_time_views(clf, data["x_test"], data["y_test"])), file=sys.stderr)
 
 
