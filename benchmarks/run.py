@@ -44,6 +44,7 @@ commit.
 import argparse
 import csv
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -317,7 +318,7 @@ def main(argv=None):
             x_train, y_train, x_test, y_test = load_dataset(dataset, args.data_dir)
             data_path = os.path.join(scratch, f"{dataset}.npz")
             np.savez(data_path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-            for seed, (system, label, root) in ((seed, run) for seed in seeds for run in runs):
+            for seed, (system, label, root) in itertools.product(seeds, runs):  # a seed's systems together
                 print(f"{dataset}: {label}, seed {seed}, {minutes:g} min ...", flush=True)
                 if system == "autokeras" and setup_failure:
                     result = {"status": "crashed", "reason": setup_failure}

@@ -282,7 +282,7 @@ def run_automl_kit(tuner, data, budget, folder, seed, max_trials=10):
     clf = ImageClassifier(tuner=tuner, time_limit=budget, seed=seed, directory=folder, max_trials=max_trials)
     started_wall = time.time()
     clf.fit(data["x_train"], data["y_train"], verbose=0)
-    with clock_paused():  # the log scores the test images five times over; it counted as fit until fc49fcb
+    with clock_paused():  # the log scores the test images five times over: 34 s on MNIST, not fitting
         log_search(clf, started_wall, data)
     scored = sum(r.get("controller_steps", 0) for r in clf.supernet_history_) + clf.architectures_derived_
     return {

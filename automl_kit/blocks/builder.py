@@ -87,14 +87,19 @@ def augmented_at_test_time(network, input_spec, flip=False, shift=0):
     >>> views = (2 * net(x) + net(padded[:, :8, :8]) + net(padded[:, 2:, 2:])) / 4
     >>> bool(np.allclose(augmented_at_test_time(net, spec, shift=1)(x), views, atol=1e-6))
     True
+    >>> augmented_at_test_time(net, spec, shift=8)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: A test-time shift of 8 px needs images wider and taller than that ...
     """
     input_shape = tuple(int(d) for d in input_spec.input_shape)
     image_shape = tuple(int(d) for d in input_spec.image_shape)
     inputs = keras.Input(shape=input_shape, name=network.inputs[0].name)
     images = inputs if input_shape == image_shape else keras.ops.reshape(inputs, (-1, *image_shape))
+    if shift >= min(image_shape[0], image_shape[1]):  # the one cap lives in Recipe.test_time_shift
+        raise ValueError(f"A test-time shift of {shift} px needs images wider and taller than that (reflect "
+                         f"padding), and these are {image_shape[0]}x{image_shape[1]}: pass a smaller shift.")
     views = [images]
-    shift = min(int(shift), image_shape[0] - 1, image_shape[1] - 1)  # reflect padding needs a wider image
-    if shift > 0:
+    if shift:
         padded = keras.ops.pad(images, [[0, 0], [shift, shift], [shift, shift], [0, 0]], mode="reflect")
         views.append(layers.Cropping2D(((0, 2 * shift), (0, 2 * shift)), name="shift_down_right")(padded))
         views.append(layers.Cropping2D(((2 * shift, 0), (2 * shift, 0)), name="shift_up_left")(padded))
@@ -103,7 +108,7 @@ def augmented_at_test_time(network, input_spec, flip=False, shift=0):
     if input_shape != image_shape:
         views = [keras.ops.reshape(view, (-1, *input_shape)) for view in views]
     probabilities = [network(view) for view in views]
-    if shift > 0:  # the unshifted views (the image, and its mirror) count twice: half the weight
+    if shift:  # the unshifted views (the image, and its mirror) count twice: half the weight
         probabilities += probabilities[::3]
     outputs = layers.Average(name="test_time_average", dtype="float32")(probabilities)
     return keras.Model(inputs, outputs, name=MODEL_NAME)
