@@ -45,8 +45,13 @@ def test_the_plan_weighs_the_supernet_against_the_budget(small_digits, monkeypat
     roomy = plan_search(space, data, 32, TimeBudget(10_000), 0.25, 300)
     assert roomy.shared_weights and roomy.supernet_seconds <= roomy.available_seconds
     assert Plan.from_dict(json.loads(json.dumps(roomy.to_dict()))) == roomy
-    # rungs of 3 and 2 candidates: 3 trials of 2 epochs, 2 of 4, each with its setup
-    assert roomy.halving_seconds([3, 2]) == pytest.approx(5 * roomy.setup_seconds + 14 * roomy.epoch_seconds)
+    # 300 images are 10 steps an epoch: a first-rung trial's least training is MIN_RUNG_STEPS steps, not 2 epochs
+    first = plan.MIN_RUNG_STEPS * roomy.step_seconds
+    assert first > plan.MIN_RUNG_EPOCHS * roomy.epoch_seconds
+    assert roomy.rung_training_seconds(0) == pytest.approx(first)
+    # rungs of 3 and 2 candidates: each trial its fixed cost (a multiple of the setup), 3 trained `first`, 2 twice it
+    assert roomy.trial_setup_seconds == pytest.approx(plan.TRIAL_SETUP_FACTOR * roomy.setup_seconds)
+    assert roomy.halving_seconds([3, 2]) == pytest.approx(5 * roomy.trial_setup_seconds + 7 * first)
 
 
 def test_a_supernet_share_under_its_traces_is_not_measured(monkeypatch):

@@ -302,9 +302,11 @@ class SharedWeightSearch(SearchStrategy):
         if len(sizes) > 1:
             progress.line(f"Confirming by successive halving: rungs of {', '.join(map(str, sizes))} candidates, "
                           f"{', '.join(map(str, epochs_by_rung))} epochs each; each rung keeps the better half.")
-        # A trial's share of the confirmation time: its setup and epochs, as the plan measured them.
-        setup, epoch = (plan.setup_seconds, plan.epoch_seconds) if plan is not None and plan.measured else (1.0, 1.0)
-        costs = [setup + epoch * epochs_by_rung[rung] for rung, size in enumerate(sizes) for _ in range(size)]
+        # Each trial's (fixed, training) cost, as the plan measured them: a trial's deadline leaves it
+        # its fixed cost and a share of the training time left, in proportion to its rung's training.
+        measured = plan is not None and plan.measured
+        costs = [(plan.trial_setup_seconds, plan.rung_training_seconds(rung)) if measured
+                 else (0.0, epochs_by_rung[rung]) for rung, size in enumerate(sizes) for _ in range(size)]
         schedule = pending(candidates, trials, sizes, lambda done: self.best_trials(done, len(done)))
         with progress.bar("Confirmation trials", total=sum(sizes), unit="trial", initial=len(trials)) as bar:
             for rung, candidate in schedule:
@@ -313,9 +315,10 @@ class SharedWeightSearch(SearchStrategy):
                     if time.monotonic() >= end and trials:
                         progress.line(f"Time budget for confirmation reached after {len(trials)} trial(s).")
                         break
-                    # Each trial gets its cost's share of the time left for confirmation.
-                    left = costs[min(len(trials), len(costs) - 1):]
-                    deadline = time.monotonic() + max(end - time.monotonic(), 0.0) * left[0] / sum(left)
+                    fixed, training = zip(*costs[min(len(trials), len(costs) - 1):])
+                    now = time.monotonic()
+                    spare = max(end - now - sum(fixed), 0.0)
+                    deadline = now + fixed[0] + spare * training[0] / sum(training)
                 index = len(trials)
                 trial = self.train_trial(
                     f"{index:04d}", architecture_from_dict(candidate["architecture"]), data,

@@ -16,8 +16,9 @@ supernet's share of the budget, the search says so and confirms candidates
 from scratch instead: the prior first, then uniform draws from the space.
 
 The same measurement sizes the confirmation trials' successive halving
-(`halving.py`): each trial needs the child's setup and, in rung r,
-`MIN_RUNG_EPOCHS * 2**r` epochs.
+(`halving.py`): each trial needs `TRIAL_SETUP_FACTOR` times the child's
+setup and, in rung r, `2**r` times the first rung's least training
+(`MIN_RUNG_EPOCHS` epochs or `MIN_RUNG_STEPS` steps, whichever is longer).
 """
 
 import dataclasses
@@ -43,6 +44,23 @@ MIN_SUPERNET_EPOCHS = 5
 # A first-rung confirmation trial's least epochs, doubling a rung later: the equal
 # trials that the halving replaced needed 3 each, and a halving runs about twice as many.
 MIN_RUNG_EPOCHS = 2
+# ... and its least steps, for small image sets, where an epoch is a few dozen steps.
+# Measured here on digits (1,005 training images, 32 steps an epoch): 8 children
+# trained from scratch scored 0.10 to 0.44 after one epoch, 0.80 to 0.99 after
+# two and 0.88 to 0.98 after three. Budgeted by epochs alone, all nine trials of
+# a 2-minute search trained one epoch each and scored at chance, and the
+# architecture chosen from them rested on nothing.
+MIN_RUNG_STEPS = 100
+# A trial's fixed cost, as a multiple of the prior's measured setup: `measure`
+# builds the model and traces one training step; a trial also traces and runs
+# its validation passes and its flip test, records itself and frees its graphs.
+# Measured here (2 CPU cores), a trial's seconds less its epochs: on digits,
+# 2.2 to 2.5 s where the plan measured a setup of 0.87 s; on Fashion-MNIST,
+# 5.6 s (setup 1.6, three validation passes 1.2, flip test 1.6, the rest 1.2)
+# where the plan measured 1.27 s. Priced at 3 times the setup, as the equal
+# epochs had priced it at once, a 2-minute search on digits ran six trials in
+# a 14-second share, and three of them stopped after one epoch, at chance.
+TRIAL_SETUP_FACTOR = 4.0
 # A supernet share below this is not measured: the supernet's first trace
 # alone took 17 to 22 s on 2 CPU cores (benchmarks/results/supernet_overhead.md),
 # and measuring the prior costs a build and a trace of its own (9 to 18 s on
@@ -91,13 +109,23 @@ class Plan:
     def measured(self):
         return self.setup_seconds is not None
 
+    @property
+    def trial_setup_seconds(self):
+        """A confirmation trial's fixed cost: its build, traces, record and cleanup."""
+        return TRIAL_SETUP_FACTOR * self.setup_seconds
+
+    def rung_training_seconds(self, rung):
+        """The least training of a trial in `rung` of a halving: the first rung's, doubled a rung."""
+        first = max(MIN_RUNG_EPOCHS * self.epoch_seconds, MIN_RUNG_STEPS * self.step_seconds)
+        return first * 2**rung
+
     def halving_seconds(self, sizes):
-        """The least time a halving with rungs of `sizes` candidates needs: each trial a setup and, in rung r,
-        MIN_RUNG_EPOCHS * 2**r epochs (unmeasured: more than any budget has, so that one candidate trains,
+        """The least time a halving with rungs of `sizes` candidates needs: each trial its fixed cost and
+        its rung's least training (unmeasured: more than any budget has, so that one candidate trains,
         as the final model)."""
         if not self.measured:
             return math.inf
-        return sum(size * (self.setup_seconds + MIN_RUNG_EPOCHS * 2**rung * self.epoch_seconds)
+        return sum(size * (self.trial_setup_seconds + self.rung_training_seconds(rung))
                    for rung, size in enumerate(sizes))
 
     def to_dict(self):

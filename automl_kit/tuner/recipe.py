@@ -304,9 +304,12 @@ def flip_test(model, x, y, image_shape, batch_size=500):
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size]
         mirrored = batch.reshape((-1, *image_shape))[:, :, ::-1].reshape(batch.shape)
-        # Plain and mirrored in one call: an eager call costs about the same at any small batch.
-        plain, flipped = np.split(keras.ops.convert_to_numpy(
-            model(np.concatenate([batch, mirrored]), training=False)), 2)
+        # Plain and mirrored in one call, through Keras's traced predict step: the first eager call
+        # of a model that has only run traced steps took 3.4 to 6.6 s here (2 CPU cores, a 400k-
+        # parameter network, 28x28 images), predict's trace and pass 0.7 s; on Fashion-MNIST that
+        # eager call was a third of a confirmation trial's fixed cost.
+        plain, flipped = np.split(model.predict(np.concatenate([batch, mirrored]), batch_size=2 * batch_size,
+                                                verbose=0), 2)
         predicted = np.argmax(np.stack([plain, flipped, plain + flipped]), axis=2)
         correct += np.sum(predicted == y[start:start + batch_size], axis=1)
     return tuple(float(c / max(len(x), 1)) for c in correct)
