@@ -57,9 +57,9 @@ MIN_RUNG_STEPS = 100
 # Measured here (2 CPU cores), a trial's seconds less its epochs: on digits,
 # 2.2 to 2.5 s where the plan measured a setup of 0.87 s; on Fashion-MNIST,
 # 5.6 s (setup 1.6, three validation passes 1.2, flip test 1.6, the rest 1.2)
-# where the plan measured 1.27 s. Priced at 3 times the setup, as the equal
-# epochs had priced it at once, a 2-minute search on digits ran six trials in
-# a 14-second share, and three of them stopped after one epoch, at chance.
+# where the plan measured 1.27 s. Priced at the setup alone, a 2-minute search
+# on digits ran six trials in its 14-second share, three of them stopped after
+# one epoch, at chance.
 TRIAL_SETUP_FACTOR = 4.0
 # A supernet share below this is not measured: the supernet's first trace
 # alone took 17 to 22 s on 2 CPU cores (benchmarks/results/supernet_overhead.md),
