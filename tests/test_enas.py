@@ -1,6 +1,7 @@
 """The shared-weight search: supernet, controller, ENAS and random_ws end to end."""
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -222,8 +223,9 @@ class _Killed(Exception):
     pass
 
 
-def _scripted_confirmation(tmp_path, quality, kill_after=None):
-    """Runs random_ws's confirmation of 5 candidates on a project in tmp_path, with each trial's
+def _scripted_confirmation(tmp_path, quality, kill_after=None, train_images=3200):
+    """Runs random_ws's confirmation of 5 candidates on a project in tmp_path (`train_images` images
+    in batches of 32, no time limit, `epochs=10`), with each trial's
     "training" replaced by a score: the `quality` of its architecture, a little lower the longer it
     trained (so that a later rung's best is not simply the highest score); raises _Killed once
     `kill_after` trials have run. Returns the trials, what this call trained (architecture,
@@ -250,7 +252,8 @@ def _scripted_confirmation(tmp_path, quality, kill_after=None):
     state = project.state.get("shared_weights") or {
         "candidates": [{"architecture": a.to_dict(), "shared_score": 0.5} for a in architectures]}
     try:
-        trials = search._confirm(state, project.load_trials(), None, max_trials=5, epochs=10, batch_size=32,
+        data = SimpleNamespace(x_train=np.zeros((train_images, 1)))
+        trials = search._confirm(state, project.load_trials(), data, max_trials=5, epochs=10, batch_size=32,
                                  callbacks=(), budget=None, progress=_silent())
     except _Killed:
         trials = None
@@ -278,3 +281,10 @@ def test_successive_halving_keeps_the_better_half_and_resumes_without_rerunning(
     assert len(trained) == 4 and trained[0][0] == architectures[3]  # from the kill on, nothing twice
     # The best trial is the last rung's best, not the higher score of an earlier, shorter training.
     assert search.best_trial(trials).rung == 2
+
+
+def test_without_a_time_limit_a_first_rung_trains_at_least_min_rung_steps(tmp_path):
+    """On 640 images (20 steps an epoch) one epoch is too few steps to score anything: the first rung
+    trains 100 steps' worth, 5 epochs, and no rung more than `epochs=10`."""
+    trials, _, _, _ = _scripted_confirmation(tmp_path, [0.50, 0.90, 0.70, 0.80, 0.60], train_images=640)
+    assert [t.best_epoch for t in trials] == [5] * 5 + [10] * 3 + [10] * 2

@@ -38,7 +38,7 @@ from automl_kit.tuner.base import SearchStrategy, forgetting_custom_gradients, r
 from automl_kit.tuner.controller import Controller
 from automl_kit.tuner.device_data import on_device, take
 from automl_kit.tuner.halving import pending, rung_epochs, rung_sizes
-from automl_kit.tuner.plan import Plan, plan_search
+from automl_kit.tuner.plan import Plan, least_rung_epochs, plan_search
 from automl_kit.tuner.progress import Progress
 from automl_kit.tuner.recipe import Recipe
 from automl_kit.tuner.supernet import Supernet
@@ -298,7 +298,9 @@ class SharedWeightSearch(SearchStrategy):
             sizes = rung_sizes(count)
             state = dict(state, rungs=sizes)
             self.project.update_state(shared_weights=state)
-        epochs_by_rung = rung_epochs(sizes[0], self.confirm_epochs(epochs), most=epochs)
+        # The user's `epochs` caps every trial; within it, a first rung trains MIN_RUNG_STEPS steps or more.
+        epochs_by_rung = rung_epochs(sizes[0], self.confirm_epochs(epochs), most=epochs,
+                                     least=least_rung_epochs(len(data.x_train), batch_size))
         if len(sizes) > 1:
             progress.line(f"Confirming by successive halving: rungs of {', '.join(map(str, sizes))} candidates, "
                           f"{', '.join(map(str, epochs_by_rung))} epochs each; each rung keeps the better half.")

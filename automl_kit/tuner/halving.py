@@ -36,19 +36,21 @@ def rung_sizes(count):
     return sizes
 
 
-def rung_epochs(count, epochs_each, most=None):
+def rung_epochs(count, epochs_each, most=None, least=1):
     """Epochs of each rung's trainings, doubling from rung to rung.
 
     The first rung's epochs are chosen so that the whole schedule trains
-    about as many epochs as `count` trials of `epochs_each` (at least one);
-    no rung trains more than `most`.
+    about as many epochs as `count` trials of `epochs_each`, and at least
+    `least`; no rung trains more than `most`.
 
     >>> rung_epochs(3, 3), rung_epochs(2, 2), rung_epochs(10, 3, most=5)
     ([1, 2], [2], [1, 2, 4, 5])
+    >>> rung_epochs(10, 3, most=10, least=4)
+    [4, 8, 10, 10]
     """
     sizes = rung_sizes(count)
     units = sum(size * 2**rung for rung, size in enumerate(sizes))
-    first = max(1, round(count * epochs_each / units))
+    first = max(least, round(count * epochs_each / units))
     return [first * 2**rung if most is None else min(first * 2**rung, most) for rung in range(len(sizes))]
 
 
