@@ -246,7 +246,8 @@ def _scripted_confirmation(tmp_path, quality, kill_after=None, train_images=3200
             raise _Killed()
         trained.append((architecture, epochs))
         score = quality[architectures.index(architecture)] - 0.01 * epochs
-        return Trial(trial_id, architecture, COMPLETED, score=score, best_epoch=epochs, epochs_run=epochs, params=1)
+        return Trial(trial_id, architecture, COMPLETED, score=score, best_epoch=epochs, epochs_run=epochs, params=1,
+                     rung=kwargs["rung"])
 
     search.train_trial = train_trial
     state = project.state.get("shared_weights") or {

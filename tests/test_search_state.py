@@ -135,6 +135,25 @@ def _search_data(x, y):
                       input_spec=InputSpec((8, 8), (8, 8, 1)), num_classes=10, mean=(0.0,), variance=(1.0,))
 
 
+def test_a_later_rungs_trial_keeps_its_weights_for_the_final_training(small_digits, tmp_path):
+    """The halving ranks a later rung's trials first: a trial of rung 2 is among the best two even below the
+    scores of rung 1, so its weights stay on disk for the final training to go on from. Before its rung was
+    set inside `train_trial`, it counted as rung 0 there and its weights were deleted at once."""
+    from automl_kit.tuner.enas import SharedWeightSearch
+    from automl_kit.tuner.trial import COMPLETED, Trial
+
+    space = MacroSearchSpace((8, 8))
+    architecture = space.prior()
+    project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
+    search = SharedWeightSearch(project=project, search_space=space, objective="val_accuracy", seed=0)
+    earlier = [Trial(f"000{i}", architecture, COMPLETED, score=1.0, rung=1, epochs_run=1) for i in range(2)]
+    trial = search.train_trial("0002", architecture, _search_data(*small_digits), epochs=1, batch_size=32,
+                               callbacks=(), deadline=None, seed=0, previous_trials=earlier, rung=2)
+    assert trial.status == COMPLETED and trial.score < 1.0
+    assert os.path.exists(project.weights_path("0002"))
+    assert trial.rung == 2
+
+
 def test_nan_trial_is_recorded_as_failed_and_search_goes_on(small_digits, tmp_path):
     x, y = small_digits
     good = _search_data(x, y)

@@ -247,7 +247,7 @@ class SearchStrategy(abc.ABC):
         return f"Trial {trial.trial_id}: {result} | {params} | {trial.seconds:.1f} s | {trial.architecture}"
 
     def train_trial(self, trial_id, architecture, data, *, epochs, batch_size, callbacks, deadline,
-                    seed, verbose=0, previous_trials=(), recipe=None, decay=None):
+                    seed, verbose=0, previous_trials=(), recipe=None, decay=None, rung=None):
         """Builds `architecture` from scratch, trains it with early stopping, returns its Trial.
 
         When the device runs out of memory, the trial starts again at half
@@ -259,10 +259,12 @@ class SearchStrategy(abc.ABC):
         validation images, plain, mirrored and the two averaged, from which
         the final training decides whether flips keep the labels. A trial that will
         be the final model itself passes the final `recipe` and its `decay`
-        ("deadline"), and skips the flip test.
+        ("deadline"), and skips the flip test. `rung` is the halving's rung
+        the trial trains in, set before its weights are kept or not: the
+        shared-weight searches rank a later rung's trials first.
         """
         started = time.monotonic()
-        trial = Trial(trial_id=trial_id, architecture=architecture, status=FAILED, started_at=_now())
+        trial = Trial(trial_id=trial_id, architecture=architecture, status=FAILED, started_at=_now(), rung=rung)
         model = None
 
         def train_at(size):

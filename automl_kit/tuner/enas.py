@@ -327,9 +327,9 @@ class SharedWeightSearch(SearchStrategy):
                     epochs=epochs_by_rung[rung], batch_size=batch_size, callbacks=callbacks, deadline=deadline,
                     seed=self.seed + index, verbose=progress.verbose, previous_trials=trials,
                     recipe=Recipe.for_final(data.image_shape, data.mean) if last_only else None,
-                    decay="deadline" if last_only else None,
+                    decay="deadline" if last_only else None, rung=rung,
                 )
-                trial.shared_score, trial.rung = candidate["shared_score"], rung
+                trial.shared_score = candidate["shared_score"]
                 self.record(trial, trials, progress, bar)
         return trials
 
