@@ -37,13 +37,14 @@ def test_the_plan_weighs_the_supernet_against_the_budget(small_digits, monkeypat
     space = MicroSearchSpace((8, 8))
     # A supernet share above MIN_SUPERNET_SECONDS is measured; traces priced beyond it do not fit.
     monkeypatch.setattr(plan, "SUPERNET_SETUP_FACTOR", 1000.0)
-    tight = plan_search(space, data, 32, TimeBudget(200), 0.25, 300)
+    tight = plan_search(space, data, 32, TimeBudget(200), 0.25, 0.4, 300)
     assert tight.measured and not tight.shared_weights and tight.setup_seconds > 0 and tight.step_seconds > 0
     assert tight.supernet_seconds > tight.available_seconds
     assert "cannot pay for a supernet" in str(tight)
     monkeypatch.setattr(plan, "SUPERNET_SETUP_FACTOR", 4.0)
-    roomy = plan_search(space, data, 32, TimeBudget(10_000), 0.25, 300)
+    roomy = plan_search(space, data, 32, TimeBudget(10_000), 0.25, 0.4, 300)
     assert roomy.shared_weights and roomy.supernet_seconds <= roomy.available_seconds
+    assert roomy.search_share == 0.4 and not roomy.prior_alone and roomy.describe(0.4) == str(roomy)
     assert Plan.from_dict(json.loads(json.dumps(roomy.to_dict()))) == roomy
     # 300 images are 10 steps an epoch: a first-rung trial's least training is MIN_RUNG_STEPS steps, not 2 epochs
     first = plan.MIN_RUNG_STEPS * roomy.step_seconds
@@ -54,13 +55,46 @@ def test_the_plan_weighs_the_supernet_against_the_budget(small_digits, monkeypat
     assert roomy.halving_seconds([3, 2]) == pytest.approx(5 * roomy.trial_setup_seconds + 7 * first)
 
 
+def test_the_plan_keeps_the_final_trainings_epochs(small_digits, monkeypatch):
+    x, y = small_digits
+    x = x[..., None]
+    data = SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:],
+                      input_spec=InputSpec.infer(x, None), num_classes=10, mean=(float(x.mean()),),
+                      variance=(float(x.var()),))
+    space = MicroSearchSpace((8, 8))
+    # The prior measured at a 1 s setup and 10 ms a step; a supernet priced at nothing.
+    monkeypatch.setattr(plan, "measure", lambda *args: (1.0, 0.01))
+    monkeypatch.setattr(plan, "SUPERNET_SETUP_FACTOR", 0.0)
+
+    def planned(final_seconds):  # a plan whose final training, 13 steps an epoch of all 400 images, takes this long
+        monkeypatch.setattr(plan, "FINAL_PRIOR_EPOCHS", (final_seconds - 1.0) / 0.13)
+        return plan_search(space, data, 32, TimeBudget(10_000), 0.25, 0.4, 300)
+
+    roomy = planned(5_000)
+    assert roomy.final_seconds == pytest.approx(5_000) and roomy.search_share == 0.4
+    assert roomy.describe(0.4) == str(roomy)
+    # A final training that needs 80% of the budget ends the search at 20%, and the supernet's share shrinks alike.
+    shrunk = planned(8_000)
+    assert shrunk.search_share == pytest.approx(0.2) and shrunk.shared_weights and not shrunk.prior_alone
+    assert shrunk.available_seconds == pytest.approx(0.25 * 0.5 * 10_000, abs=5)
+    assert "ends at 20% of the budget instead of 40%" in shrunk.describe(0.4)
+    # A search that could not train even one candidate from scratch (4 s of fixed cost and 100 steps) does not
+    # run, nor where the final training needs all the budget: the prior is the final model.
+    assert not planned(10_000 - 10).prior_alone
+    for final in (10_000 - 3, 20_000):
+        alone = planned(final)
+        assert alone.search_share == 0 and alone.prior_alone and not alone.shared_weights
+        assert "no room for a search" in alone.describe(0.4)
+    assert Plan.from_dict(json.loads(json.dumps(alone.to_dict()))) == alone
+
+
 def test_a_supernet_share_under_its_traces_is_not_measured(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a budget this small must not spend a build and a trace on measuring")
 
     monkeypatch.setattr(plan, "measure", refuse)
-    small = plan_search(MicroSearchSpace((8, 8)), None, 32, TimeBudget(60), 0.25, 300)
-    assert not small.measured and not small.shared_weights
+    small = plan_search(MicroSearchSpace((8, 8)), None, 32, TimeBudget(60), 0.25, 0.4, 300)
+    assert not small.measured and not small.shared_weights and small.prior_alone
     assert small.available_seconds < plan.MIN_SUPERNET_SECONDS and small.halving_seconds([1]) == float("inf")
     assert "too small for a supernet" in str(small)
     assert Plan.from_dict(json.loads(json.dumps(small.to_dict()))) == small

@@ -18,7 +18,9 @@ the trials; the final stage retrains the last rung's best fully.
 Under a time budget, a plan (`plan.py`) first measures the prior's speed
 and decides whether the supernet can pay for itself; where it cannot, no
 supernet is built, and the prior and uniform draws are confirmed from
-scratch instead.
+scratch instead. The plan also keeps the final training's time: where the
+shares below would leave it too few epochs, every share shrinks in
+proportion, and where none is left the prior is the final model.
 
 Every epoch ends with a checkpoint in the project (supernet and controller
 weights, optimizer states, the baseline), so a resumed search loses at most
@@ -54,7 +56,8 @@ SCORING_SAMPLES = 512
 # Under a time budget without a plan, each confirmation trial gets at least this long.
 MIN_CONFIRM_SECONDS = 60
 # Shares of a time budget: the supernet trains until 25%, derivation ends by
-# 28%, confirmation trials by 40%; the final training gets the rest. The
+# 28%, confirmation trials by 40%; the final training gets the rest (or more:
+# the plan shrinks these where the rest would buy it too few epochs). The
 # final model's training decides the accuracy a user gets, and at budgets of
 # minutes on a CPU more of it buys more than more shared-weight epochs
 # (the CIFAR-10 subset at 20 minutes: enas 0.683 against random_ws 0.669
@@ -69,6 +72,8 @@ FROM_SCRATCH_CONFIRM_SHARE = 0.25
 # validation pass 1.9 s, the trial's record 0.7 s, loading it as the final model 1.2 s and
 # saving it 0.3 s; with 5% kept (2.25 s), fits ended at 48 to 53 s.
 FINAL_SAVE_SHARE = 0.10
+# ... and at most this long: at 10 minutes, 10% would be a minute of training thrown away.
+FINAL_SAVE_SECONDS = 15
 
 
 class SharedWeightSearch(SearchStrategy):
@@ -93,10 +98,11 @@ class SharedWeightSearch(SearchStrategy):
             plan, state = self._plan(state, data, batch_size, budget, progress)
             if plan is None or plan.shared_weights:
                 with forgetting_custom_gradients():
-                    state = self._shared_weight_phase(state, data, max_trials, epochs, batch_size, budget, progress)
+                    state = self._shared_weight_phase(state, data, max_trials, epochs, batch_size, budget, plan,
+                                                      progress)
                 release_memory()
             else:
-                state = self._from_scratch_candidates(state, data, max_trials, progress)
+                state = self._from_scratch_candidates(state, data, 1 if plan.prior_alone else max_trials, progress)
         elif trials:
             progress.line(f"Resuming: {len(trials)} confirmation trial(s) already recorded in {self.project.path}.")
         return self._confirm(state, trials, data, max_trials, epochs, batch_size, callbacks, budget, progress)
@@ -107,12 +113,20 @@ class SharedWeightSearch(SearchStrategy):
         if budget is None or ("plan" not in state and state.get("epochs_done")):
             return None, state
         if "plan" not in state:
-            plan = plan_search(self.search_space, data, batch_size, budget, SUPERNET_SHARE, MAX_SHARED_STEPS_PER_EPOCH)
+            plan = plan_search(self.search_space, data, batch_size, budget, SUPERNET_SHARE, CONFIRM_SHARE,
+                               MAX_SHARED_STEPS_PER_EPOCH)
             release_memory()
             state = dict(state, plan=plan.to_dict())
             self.project.update_state(shared_weights=state)
-            progress.line(str(plan))
+            progress.line(plan.describe(CONFIRM_SHARE))
         return Plan.from_dict(state["plan"]), state
+
+    @staticmethod
+    def _share(share, plan):
+        """`share` of the budget, shrunk in proportion where the plan ends the search early (plan.py)."""
+        if plan is None or plan.search_share is None:
+            return share
+        return share * plan.search_share / CONFIRM_SHARE
 
     def _from_scratch_candidates(self, state, data, max_trials, progress):
         """The candidates without a supernet: the space's prior, then distinct uniform draws."""
@@ -129,11 +143,12 @@ class SharedWeightSearch(SearchStrategy):
                 break
         state = dict(state, candidates=candidates, derived=0, derive_seconds=0.0)
         self.project.update_state(shared_weights=state)
-        progress.line(f"{len(candidates)} candidate(s) to train from scratch: the search space's prior and "
-                      f"{len(candidates) - 1} drawn uniformly.")
+        if len(candidates) > 1:
+            progress.line(f"{len(candidates)} candidates to train from scratch: the search space's prior and "
+                          f"{len(candidates) - 1} drawn uniformly.")
         return state
 
-    def _shared_weight_phase(self, state, data, max_trials, epochs, batch_size, budget, progress):
+    def _shared_weight_phase(self, state, data, max_trials, epochs, batch_size, budget, plan, progress):
         """Trains the supernet (and controller), derives the candidates; returns the state that holds them."""
         keras.utils.set_random_seed(self.seed)
         supernet = Supernet(self.search_space, data.input_spec, data.num_classes, data.mean, data.variance,
@@ -142,9 +157,9 @@ class SharedWeightSearch(SearchStrategy):
         state = self._restore(state, supernet, controller, progress)
         # Copied to the device once for the whole phase, where they fit (see device_data).
         images = on_device(supernet.strategy, data.x_train, data.x_val)
-        deadline = None if budget is None else budget.start + SUPERNET_SHARE * budget.seconds
+        deadline = None if budget is None else budget.start + self._share(SUPERNET_SHARE, plan) * budget.seconds
         state = self._train_supernet(state, supernet, controller, data, images, epochs, batch_size, deadline, progress)
-        deadline = None if budget is None else budget.start + DERIVE_SHARE * budget.seconds
+        deadline = None if budget is None else budget.start + self._share(DERIVE_SHARE, plan) * budget.seconds
         return self._derive(state, supernet, controller, data, images[1], max_trials, deadline, progress)
 
     def _make_controller(self):
@@ -275,13 +290,17 @@ class SharedWeightSearch(SearchStrategy):
         end, plan, last_only = None, None, False
         if budget is not None:
             plan = Plan.from_dict(state["plan"]) if "plan" in state else None
-            share = CONFIRM_SHARE if plan is None or plan.shared_weights else FROM_SCRATCH_CONFIRM_SHARE
+            if plan is None or plan.shared_weights:
+                share = self._share(CONFIRM_SHARE, plan)
+            else:  # from scratch, the candidates' own share, within the plan's
+                share = min(FROM_SCRATCH_CONFIRM_SHARE, self._share(CONFIRM_SHARE, plan))
             end = budget.start + share * budget.seconds
-            if plan is not None and not plan.measured:
-                # A budget too small to measure the prior is too small to build and trace a model
-                # twice: the one candidate trains until near the limit, and, with no time left for
-                # a retraining, it is the final model, trained as the final model would be.
-                end, last_only, count = budget.end - FINAL_SAVE_SHARE * budget.seconds, True, 1
+            if plan is not None and plan.prior_alone:
+                # A budget too small to measure the prior, or to search at all, is too small to build
+                # and trace a model twice: the one candidate trains until near the limit, and, with no
+                # time left for a retraining, it is the final model, trained as the final model would be.
+                last_only, count = True, 1
+                end = budget.end - min(FINAL_SAVE_SHARE * budget.seconds, FINAL_SAVE_SECONDS)
                 progress.line("The one candidate trains with the final recipe toward the time limit, and any "
                               "time it leaves goes to the final training.")
             elif "rungs" not in state:  # decided once: a resumed search keeps its schedule

@@ -19,6 +19,16 @@ The same measurement sizes the confirmation trials' successive halving
 (`halving.py`): each trial needs `TRIAL_SETUP_FACTOR` times the child's
 setup and, in rung r, `2**r` times the first rung's least training
 (`MIN_RUNG_EPOCHS` epochs or `MIN_RUNG_STEPS` steps, whichever is longer).
+
+And it keeps the final training's time: the search's shares of the budget
+are fixed fractions, so on a slow machine or a large image set they could
+leave the final model a few epochs (full MNIST at 10 minutes, on a day this
+machine ran at half speed: 2 final epochs, 0.9955 against the hand-written
+ResNet's 0.9969 trained for the whole budget). The plan prices
+`FINAL_PRIOR_EPOCHS` epochs of the prior over training and validation data,
+and where the search's share would leave less than that, the search ends
+earlier (`Plan.search_share`); where that leaves no room for one trial, no
+search runs, and the prior trains toward the time limit as the final model.
 """
 
 import dataclasses
@@ -29,6 +39,7 @@ import numpy as np
 
 from automl_kit.tuner import training
 from automl_kit.tuner.base import forgetting_custom_gradients, release_memory
+from automl_kit.tuner.final import MIN_EPOCHS
 from automl_kit.tuner.recipe import Recipe, training_with
 
 # Measured here (2 CPU cores, micro space, digits): the supernet's first epoch
@@ -69,6 +80,10 @@ TRIAL_SETUP_FACTOR = 4.0
 # So budgets under 80 s (at the 25% supernet share) train the prior alone.
 MIN_SUPERNET_SECONDS = 20
 MEASURE_STEPS = 5
+# The final training's least time: this many epochs of the prior over training + validation data, the
+# epochs that the final stage also asks of a network before it scales it up (a searched network may
+# cost more or less an epoch). Below it, the search gives way: see the module's docstring.
+FINAL_PRIOR_EPOCHS = MIN_EPOCHS
 
 
 def least_rung_epochs(train_images, batch_size):
@@ -118,10 +133,20 @@ class Plan:
     epoch_seconds: float  # an epoch of such steps over the training images
     supernet_seconds: float  # the supernet's estimated traces and MIN_SUPERNET_EPOCHS epochs
     available_seconds: float  # what the budget leaves for them
+    # The share of the budget by which the whole search ends: the search's own, or less where the
+    # final training would otherwise get fewer than FINAL_PRIOR_EPOCHS of the prior's epochs
+    # (0: no search, the prior is the final model). None: not measured.
+    search_share: float = None
+    final_seconds: float = None  # the final training's least time, as priced
 
     @property
     def measured(self):
         return self.setup_seconds is not None
+
+    @property
+    def prior_alone(self):
+        """Whether the budget has no room for a search: the prior trains as the final model."""
+        return not self.measured or self.search_share == 0
 
     @property
     def trial_setup_seconds(self):
@@ -154,6 +179,11 @@ class Plan:
             return (f"The time budget is too small for a supernet: its share would be {self.available_seconds:.0f} s, "
                     f"and its traces alone take {MIN_SUPERNET_SECONDS} s or more. The search space's prior trains "
                     "as the one candidate.")
+        if self.search_share == 0:
+            return (f"The time budget leaves no room for a search: the final training needs about "
+                    f"{self.final_seconds:.0f} s for {FINAL_PRIOR_EPOCHS} epochs of the search space's prior "
+                    f"({self.epoch_seconds:.1f} s an epoch of the training images). The prior trains as the "
+                    "final model.")
         if self.shared_weights:
             return (f"The supernet's traces and {MIN_SUPERNET_EPOCHS} epochs should take about "
                     f"{self.supernet_seconds:.0f} s of the {self.available_seconds:.0f} s it has.")
@@ -161,12 +191,23 @@ class Plan:
                 f"about {self.supernet_seconds:.0f} s of the {self.available_seconds:.0f} s it would have. "
                 f"Candidates are trained from scratch instead, starting from the search space's prior.")
 
+    def describe(self, nominal_share):
+        """`str(self)`, and where the search ends before `nominal_share` of the budget, when and why."""
+        if self.search_share is None or self.search_share == 0 or self.search_share >= nominal_share:
+            return str(self)
+        return (f"{self} To leave the final training about {self.final_seconds:.0f} s, {FINAL_PRIOR_EPOCHS} epochs "
+                f"of the search space's prior, the search ends at {self.search_share:.0%} of the budget "
+                f"instead of {nominal_share:.0%}.")
 
-def plan_search(space, data, batch_size, budget, supernet_share, max_shared_steps):
+
+def plan_search(space, data, batch_size, budget, supernet_share, search_share, max_shared_steps):
     """The Plan for a shared-weight search of `space` on `data` under `budget` (a TimeBudget).
 
-    `supernet_share` is the part of the budget the supernet may train until;
-    an epoch of it has at most `max_shared_steps` steps.
+    `supernet_share` is the part of the budget the supernet may train until,
+    and `search_share` the part by which the whole search (supernet,
+    derivation, confirmation) ends; both shrink in proportion where the final
+    training needs more than the rest (`Plan.search_share`). An epoch of the
+    supernet has at most `max_shared_steps` steps.
     """
     available = budget.start + supernet_share * budget.seconds - time.monotonic()
     if available < MIN_SUPERNET_SECONDS:
@@ -175,7 +216,16 @@ def plan_search(space, data, batch_size, budget, supernet_share, max_shared_step
     steps = math.ceil(len(data.x_train) / batch_size)
     setup, step = measure(space.prior(), data, batch_size, Recipe.for_trial(data.image_shape, data.mean))
     supernet = SUPERNET_SETUP_FACTOR * setup + MIN_SUPERNET_EPOCHS * min(steps, max_shared_steps) * step
-    available = budget.start + supernet_share * budget.seconds - time.monotonic()
-    return Plan(shared_weights=supernet <= available, setup_seconds=round(setup, 2), step_seconds=round(step, 4),
+    final = setup + FINAL_PRIOR_EPOCHS * math.ceil(len(data.x_train) * data.growth / batch_size) * step
+    # The search ends at its share of the budget, or earlier where the final training needs more than the rest.
+    share = min(search_share, max(budget.seconds - final, 0.0) / budget.seconds)
+    scale = share / search_share
+    now = time.monotonic()
+    available = budget.start + scale * supernet_share * budget.seconds - now
+    plan = Plan(shared_weights=supernet <= available, setup_seconds=round(setup, 2), step_seconds=round(step, 4),
                 epoch_seconds=round(steps * step, 2), supernet_seconds=round(supernet, 1),
-                available_seconds=round(available, 1))
+                available_seconds=round(available, 1), search_share=round(share, 4), final_seconds=round(final, 1))
+    if budget.start + share * budget.seconds - now < plan.halving_seconds([1]):
+        # Not even one candidate trained from scratch fits before the search must end.
+        plan = dataclasses.replace(plan, shared_weights=False, search_share=0.0)
+    return plan
