@@ -19,8 +19,9 @@ Under a time budget, a plan (`plan.py`) first measures the prior's speed
 and decides whether the supernet can pay for itself; where it cannot, no
 supernet is built, and the prior and uniform draws are confirmed from
 scratch instead. The plan also keeps the final training's time: where the
-shares below would leave it too few epochs, every share shrinks in
-proportion, and where none is left the prior is the final model.
+shares below would leave it too few epochs, the search ends earlier (its
+shares shrink in proportion; the from-scratch candidates keep their own
+share within the plan's), and where no trial fits the prior is the final model.
 
 Every epoch ends with a checkpoint in the project (supernet and controller
 weights, optimizer states, the baseline), so a resumed search loses at most

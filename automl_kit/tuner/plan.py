@@ -216,7 +216,7 @@ def plan_search(space, data, batch_size, budget, supernet_share, search_share, m
     steps = math.ceil(len(data.x_train) / batch_size)
     setup, step = measure(space.prior(), data, batch_size, Recipe.for_trial(data.image_shape, data.mean))
     supernet = SUPERNET_SETUP_FACTOR * setup + MIN_SUPERNET_EPOCHS * min(steps, max_shared_steps) * step
-    final = setup + FINAL_PRIOR_EPOCHS * math.ceil(len(data.x_train) * data.growth / batch_size) * step
+    final = setup + FINAL_PRIOR_EPOCHS * math.ceil((len(data.x_train) + len(data.x_val)) / batch_size) * step
     # The search ends at its share of the budget, or earlier where the final training needs more than the rest.
     share = min(search_share, max(budget.seconds - final, 0.0) / budget.seconds)
     scale = share / search_share
