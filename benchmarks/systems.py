@@ -263,6 +263,11 @@ def log_search(clf, started_wall, data):
     # How the final stage scaled and trained.
     print("final stage:", json.dumps({key: clf.final_.get(key) for key in ("how", "scaling", "params", "epochs",
                                                                          "batch_size")}), file=sys.stderr)
+    # The plan a time budget got (tuner/plan.py): its measurements and the search's share of the budget.
+    from automl_kit.tuner import Project
+
+    state = Project(os.path.join(clf.directory, clf.project_name)).state
+    print("plan:", json.dumps(state.get("shared_weights", {}).get("plan")), file=sys.stderr)
     # The controller's learning curve (ENAS), and how well the shared weights ranked the confirmed candidates.
     print("supernet epochs:", json.dumps([{key: record.get(key) for key in ("epoch", "loss", "mean_reward",
                                                                             "mean_entropy")}
