@@ -113,3 +113,23 @@ def test_a_budget_too_small_for_a_supernet_trains_the_prior_from_scratch(small_d
     assert clf.trials_[0].shared_score is None
     assert not (tmp_path / "image_classifier" / "supernet").exists()
     assert clf.score(x, y) > 0.5  # well above chance (0.1) even at 35 s, with other tests on the same cores
+
+
+def test_without_room_for_a_search_the_prior_trains_briefly_then_on_all_the_data(small_digits, tmp_path, capsys,
+                                                                                   monkeypatch):
+    # Measured, but a final training priced beyond the budget: no search, the prior alone.
+    monkeypatch.setattr(plan, "MIN_SUPERNET_SECONDS", 0)
+    monkeypatch.setattr(plan, "FINAL_PRIOR_EPOCHS", 10_000)
+    x, y = small_digits
+    clf = ImageClassifier(max_trials=3, search_space="macro", seed=0, time_limit=25, directory=str(tmp_path))
+    clf.fit(x, y, verbose=1)
+    out = capsys.readouterr().out
+    assert "no room for a search" in out and "then the final training goes on from its weights" in out
+    state = json.load(open(tmp_path / "image_classifier" / "project.json"))["shared_weights"]
+    assert state["plan"]["setup_seconds"] is not None and state["plan"]["search_share"] == 0
+    [trial] = clf.trials_
+    assert trial.architecture == MacroSearchSpace((8, 8)).prior()
+    assert trial.history.get("flip_test")  # the trial told the final stage whether to flip
+    # The final stage trained (on training + validation images): the trial was not the final model.
+    assert clf.final_["how"].endswith("until the time limit") and clf.final_["epochs"] >= 1
+    assert clf.score(x, y) > 0.5

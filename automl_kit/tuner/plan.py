@@ -28,7 +28,8 @@ ResNet's 0.9969 trained for the whole budget). The plan prices
 `FINAL_PRIOR_EPOCHS` epochs of the prior over training and validation data,
 and where the search's share would leave less than that, the search ends
 earlier (`Plan.search_share`); where that leaves no room for one trial, no
-search runs, and the prior trains toward the time limit as the final model.
+search runs: the prior trains as one short trial, and the final training goes
+on from its weights on all the data.
 """
 
 import dataclasses
@@ -149,7 +150,7 @@ class Plan:
 
     @property
     def prior_alone(self):
-        """Whether the budget has no room for a search: the prior trains as the final model."""
+        """Whether the budget has no room for a search: the prior is the one candidate."""
         return not self.measured or self.search_share == 0
 
     @property
@@ -187,7 +188,7 @@ class Plan:
             return (f"The time budget leaves no room for a search: the final training needs about "
                     f"{self.final_seconds:.0f} s for {FINAL_PRIOR_EPOCHS} epochs of the search space's prior "
                     f"({self.epoch_seconds:.1f} s an epoch of the training images). The prior trains as the "
-                    "final model.")
+                    "one candidate, then as the final model.")
         if self.shared_weights:
             return (f"The supernet's traces and {MIN_SUPERNET_EPOCHS} epochs should take about "
                     f"{self.supernet_seconds:.0f} s of the {self.available_seconds:.0f} s it has.")
