@@ -86,6 +86,10 @@ def test_the_plan_keeps_the_final_trainings_epochs(small_digits, monkeypatch):
         assert alone.search_share == 0 and alone.prior_alone and not alone.shared_weights
         assert "no room for a search" in alone.describe(0.4)
     assert Plan.from_dict(json.loads(json.dumps(alone.to_dict()))) == alone
+    # Then the prior trains as a short trial (4 s of fixed cost and 100 steps: 5 s) and the final training goes on
+    # from it, where that leaves 2 epochs of all the data (0.13 s each); with less, the trial trains to the limit.
+    assert alone.final_epoch_seconds == pytest.approx(0.13)
+    assert alone.trial_then_final(5.0 + 0.27) and not alone.trial_then_final(5.0 + 0.25)
 
 
 def test_a_supernet_share_under_its_traces_is_not_measured(monkeypatch):
@@ -95,6 +99,7 @@ def test_a_supernet_share_under_its_traces_is_not_measured(monkeypatch):
     monkeypatch.setattr(plan, "measure", refuse)
     small = plan_search(MicroSearchSpace((8, 8)), None, 32, TimeBudget(60), 0.25, 0.4, 300)
     assert not small.measured and not small.shared_weights and small.prior_alone
+    assert not small.trial_then_final(10_000)  # nothing measured: the one candidate is the final model
     assert small.available_seconds < plan.MIN_SUPERNET_SECONDS and small.halving_seconds([1]) == float("inf")
     assert "too small for a supernet" in str(small)
     assert Plan.from_dict(json.loads(json.dumps(small.to_dict()))) == small

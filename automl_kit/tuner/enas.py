@@ -297,22 +297,26 @@ class SharedWeightSearch(SearchStrategy):
             else:  # from scratch, the candidates' own share, within the plan's
                 share = min(FROM_SCRATCH_CONFIRM_SHARE, self._share(CONFIRM_SHARE, plan))
             end = budget.start + share * budget.seconds
-            if plan is not None and not plan.measured:
-                # A budget too small to measure the prior is too small to build and trace a model
-                # twice: the one candidate trains until near the limit, and, with no time left for a
-                # retraining, it is the final model, trained as the final model would be.
-                last_only, count = True, 1
-                end = budget.end - min(FINAL_SAVE_SHARE * budget.seconds, FINAL_SAVE_SECONDS)
-                progress.line("The one candidate trains with the final recipe toward the time limit, and any "
-                              "time it leaves goes to the final training.")
-            elif plan is not None and plan.prior_alone:
-                # No room for a search, but for a second trace: the prior trains as a first rung's least
-                # trial would, which tells the final stage its speed and whether flips keep the labels,
-                # and the final training goes on from its weights on all the data. Trained to the limit
-                # as the trial, it would never see the validation images (a fifth of MNIST's 60,000).
-                count, end = 1, time.monotonic() + plan.halving_seconds([1])
-                progress.line(f"The one candidate trains for about {end - time.monotonic():.0f} s, then the final "
-                              "training goes on from its weights on training + validation data.")
+            if plan is not None and plan.prior_alone:
+                count = 1
+                trial_seconds = plan.halving_seconds([1])
+                if plan.trial_then_final(budget.end - time.monotonic()):
+                    # No room for a search, but for a second trace: the prior trains as a first rung's
+                    # least trial would, which tells the final stage its speed and whether flips keep
+                    # the labels, and the final training goes on from its weights on all the data.
+                    # Trained to the limit as the trial, it would never see the validation images
+                    # (a fifth of MNIST's 60,000).
+                    end = time.monotonic() + trial_seconds
+                    progress.line(f"The one candidate trains for about {trial_seconds:.0f} s, then the final "
+                                  "training goes on from its weights on training + validation data.")
+                else:
+                    # Too little time to measure the prior, or for a final training after a trial: the
+                    # one candidate trains until near the limit and, with no time left for a
+                    # retraining, it is the final model, trained as the final model would be.
+                    last_only = True
+                    end = budget.end - min(FINAL_SAVE_SHARE * budget.seconds, FINAL_SAVE_SECONDS)
+                    progress.line("The one candidate trains with the final recipe toward the time limit, and "
+                                  "any time it leaves goes to the final training.")
             elif "rungs" not in state:  # decided once: a resumed search keeps its schedule
                 affordable = self._affordable(count, plan, end - time.monotonic())
                 if affordable < 1:

@@ -89,6 +89,11 @@ MEASURE_STEPS = 5
 # epochs that the final stage also asks of a network before it scales it up (a searched network may
 # cost more or less an epoch). Below it, the search gives way: see the module's docstring.
 FINAL_PRIOR_EPOCHS = MIN_EPOCHS
+# Without room for a search, the prior trains as a short trial and then as the final model on all
+# the data only where that final training still gets this many of the prior's epochs over all of
+# it; otherwise the trial itself trains to the limit with the final recipe. Chosen, not measured:
+# a second trace and a fresh one cycle for fewer buy too little over the trial's own training.
+FINAL_EPOCHS_AFTER_TRIAL = 2
 
 
 def least_rung_epochs(train_images, batch_size):
@@ -152,6 +157,19 @@ class Plan:
     def prior_alone(self):
         """Whether the budget has no room for a search: the prior is the one candidate."""
         return not self.measured or self.search_share == 0
+
+    @property
+    def final_epoch_seconds(self):
+        """An epoch of the prior's final training, over training + validation data (None: not priced)."""
+        if self.final_seconds is None:
+            return None
+        return (self.final_seconds - self.setup_seconds) / FINAL_PRIOR_EPOCHS
+
+    def trial_then_final(self, seconds_left):
+        """Whether, with `seconds_left` of the budget, a first rung's least trial of the prior still leaves its final
+        training `FINAL_EPOCHS_AFTER_TRIAL` epochs over all the data (never where nothing was measured)."""
+        return self.measured and self.final_seconds is not None and (
+            seconds_left - self.halving_seconds([1]) >= FINAL_EPOCHS_AFTER_TRIAL * self.final_epoch_seconds)
 
     @property
     def trial_setup_seconds(self):
