@@ -21,8 +21,8 @@ supernet is built, and the prior and uniform draws are confirmed from
 scratch instead. The plan also keeps the final training's time: where the
 shares below would leave it too few epochs, the search ends earlier (its
 shares shrink in proportion; the from-scratch candidates keep their own
-share within the plan's), and where no search fits the prior alone trains: a short trial, then the final
-training from its weights.
+share within the plan's), and where no search fits the prior alone trains:
+a short trial, then the final training from its weights.
 
 Every epoch ends with a checkpoint in the project (supernet and controller
 weights, optimizer states, the baseline), so a resumed search loses at most

@@ -168,7 +168,7 @@ class Plan:
     def trial_then_final(self, seconds_left):
         """Whether, with `seconds_left` of the budget, a first rung's least trial of the prior still leaves its final
         training `FINAL_EPOCHS_AFTER_TRIAL` epochs over all the data (never where nothing was measured)."""
-        return self.measured and self.final_seconds is not None and (
+        return self.final_seconds is not None and (  # priced only where measured
             seconds_left - self.halving_seconds([1]) >= FINAL_EPOCHS_AFTER_TRIAL * self.final_epoch_seconds)
 
     @property
