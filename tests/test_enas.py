@@ -10,7 +10,6 @@ from automl_kit import ImageClassifier
 from automl_kit.blocks import MacroSearchSpace, MicroSearchSpace, build_model
 from automl_kit.data import InputSpec
 from automl_kit.tuner import training
-from automl_kit.tuner.budget import TimeBudget
 from automl_kit.tuner.controller import Controller
 from automl_kit.tuner.supernet import Supernet
 
@@ -224,10 +223,9 @@ class _Killed(Exception):
     pass
 
 
-def _scripted_confirmation(tmp_path, quality, kill_after=None, train_images=3200, epochs=10, plan=None):
+def _scripted_confirmation(tmp_path, quality, kill_after=None, train_images=3200):
     """Runs random_ws's confirmation of 5 candidates on a project in tmp_path (`train_images` images
-    in batches of 32, `epochs`; no time limit, or with a `plan` (a Plan) a budget of 100 s starting
-    now), with each trial's
+    in batches of 32, no time limit, `epochs=10`), with each trial's
     "training" replaced by a score: the `quality` of its architecture, a little lower the longer it
     trained (so that a later rung's best is not simply the highest score); raises _Killed once
     `kill_after` trials have run. Returns the trials, what this call trained (architecture,
@@ -254,13 +252,10 @@ def _scripted_confirmation(tmp_path, quality, kill_after=None, train_images=3200
     search.train_trial = train_trial
     state = project.state.get("shared_weights") or {
         "candidates": [{"architecture": a.to_dict(), "shared_score": 0.5} for a in architectures]}
-    if plan is not None:
-        state = dict(state, plan=plan.to_dict())
     try:
         data = SimpleNamespace(x_train=np.zeros((train_images, 1)))
-        trials = search._confirm(state, project.load_trials(), data, max_trials=5, epochs=epochs, batch_size=32,
-                                 callbacks=(), budget=None if plan is None else TimeBudget(100),
-                                 progress=_silent())
+        trials = search._confirm(state, project.load_trials(), data, max_trials=5, epochs=10, batch_size=32,
+                                 callbacks=(), budget=None, progress=_silent())
     except _Killed:
         trials = None
     return trials, trained, architectures, search
@@ -287,51 +282,6 @@ def test_successive_halving_keeps_the_better_half_and_resumes_without_rerunning(
     assert len(trained) == 4 and trained[0][0] == architectures[3]  # from the kill on, nothing twice
     # The best trial is the last rung's best, not the higher score of an earlier, shorter training.
     assert search.best_trial(trials).rung == 2
-
-
-def test_under_a_time_limit_each_rung_trains_the_whole_epochs_its_time_holds(tmp_path):
-    """A plan that prices an epoch of the prior at 1 s, and a confirmation that ends at 40% of 100 s: of the
-    40 s, rung 0's five trials get 1/19 each (rungs of 5, 3, 2 training 1, 2, 4 units), 2.1 s, so 2 whole
-    epochs each, not the 3 that `epochs=40` would give them; rung 1, decided as its first trial starts,
-    5 (2/14 of the 40 s); rung 2 the 12 of the epochs' schedule, which its time holds."""
-    from automl_kit.tuner.plan import Plan
-
-    plan = Plan(shared_weights=True, setup_seconds=0.01, step_seconds=0.001, epoch_seconds=1.0,
-                supernet_seconds=1.0, available_seconds=1.0, search_share=0.4, final_seconds=10.0)
-    trials, _, _, _ = _scripted_confirmation(tmp_path, [0.50, 0.90, 0.70, 0.80, 0.60], epochs=40, plan=plan)
-    assert [t.best_epoch for t in trials] == [2] * 5 + [5] * 3 + [12] * 2
-
-
-def test_a_rung_ranks_its_trials_over_the_epochs_all_of_them_finished(tmp_path):
-    """A faster network trains more epochs in a rung's time: it is compared with the others over the epochs
-    that every one of them finished, not over its extra ones. A training cut by its deadline says so in its
-    history, and its last, partial epoch does not count."""
-    from automl_kit.tuner import Project
-    from automl_kit.tuner.enas import SharedWeightSearch
-    from automl_kit.tuner.trial import COMPLETED, Trial
-
-    model = build_model(MacroSearchSpace((8, 8)).prior(), SPEC, 10, [8.0], [36.0])
-    x, y = np.zeros((64, 8, 8), np.float32), np.zeros(64, np.int64)
-    cut = training.train(model, x, y, epochs=3, batch_size=32, deadline=0.0)
-    whole = training.train(model, x, y, epochs=2, batch_size=32)
-    assert (len(cut["loss"]), cut["cut_short"]) == (1, [1.0]) and (len(whole["loss"]), whole["cut_short"]) == (2, [0.0])
-
-    space = MacroSearchSpace((8, 8))
-    search = SharedWeightSearch(project=Project(str(tmp_path / "p")).start(fingerprint={}), search_space=space,
-                                objective="val_accuracy", seed=0)
-    architecture = space.prior()
-
-    def trial(trial_id, scores, cut_short, rung=0):
-        history = {"loss": [1.0] * len(scores), "val_accuracy": scores, "cut_short": [float(cut_short)]}
-        return Trial(trial_id, architecture, COMPLETED, score=max(scores), rung=rung, history=history, params=1)
-
-    fast = trial("0000", [0.70, 0.75, 0.78], cut_short=True)  # 2 whole epochs and a part
-    slow = trial("0001", [0.72, 0.74], cut_short=True)  # 1 whole epoch and a part
-    assert [t.trial_id for t in search.best_trials([fast, slow], 2)] == ["0001", "0000"]
-    # Where both finished their epochs, the longer training counts whole; a later rung still comes first.
-    slow.history["cut_short"] = [0.0]
-    assert search.best_trial([fast, slow]).trial_id == "0000"
-    assert search.best_trial([fast, slow, trial("0002", [0.5], cut_short=False, rung=1)]).trial_id == "0002"
 
 
 def test_without_a_time_limit_a_first_rung_trains_at_least_min_rung_steps(tmp_path):

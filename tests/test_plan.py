@@ -53,10 +53,6 @@ def test_the_plan_weighs_the_supernet_against_the_budget(small_digits, monkeypat
     # rungs of 3 and 2 candidates: each trial its fixed cost (a multiple of the setup), 3 trained `first`, 2 twice it
     assert roomy.trial_setup_seconds == pytest.approx(plan.TRIAL_SETUP_FACTOR * roomy.setup_seconds)
     assert roomy.halving_seconds([3, 2]) == pytest.approx(5 * roomy.trial_setup_seconds + 7 * first)
-    # A rung trains the whole epochs its time holds, and never less than its least training.
-    least = -(-first // roomy.epoch_seconds)
-    assert roomy.whole_epochs(0.0, 0) == least and roomy.whole_epochs(0.0, 1) == -(-2 * first // roomy.epoch_seconds)
-    assert roomy.whole_epochs((least + 2.5) * roomy.epoch_seconds, 0) == least + 2
 
 
 def test_the_plan_keeps_the_final_trainings_epochs(small_digits, monkeypatch):

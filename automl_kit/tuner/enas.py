@@ -38,16 +38,14 @@ import keras
 import numpy as np
 
 from automl_kit.blocks.architecture import architecture_from_dict
-from automl_kit.tuner import training
 from automl_kit.tuner.base import SearchStrategy, forgetting_custom_gradients, release_memory
 from automl_kit.tuner.controller import Controller
 from automl_kit.tuner.device_data import on_device, take
-from automl_kit.tuner.halving import by_rung, common_epochs, pending, rung_epochs, rung_scores, rung_sizes
+from automl_kit.tuner.halving import pending, rung_epochs, rung_sizes
 from automl_kit.tuner.plan import Plan, least_rung_epochs, plan_search
 from automl_kit.tuner.progress import Progress
 from automl_kit.tuner.recipe import Recipe
 from automl_kit.tuner.supernet import Supernet
-from automl_kit.tuner.trial import COMPLETED
 
 # An epoch of the supernet is a pass over the training data, capped so the
 # controller learns several times even in a short search on a large dataset.
@@ -283,13 +281,9 @@ class SharedWeightSearch(SearchStrategy):
 
     def best_trials(self, trials, count):
         """The `count` best completed trials, best first: a later rung of the halving before an earlier one
-        (its trainings were longer, and its members the earlier rung's best), then by the score over the
-        epochs every trial of the rung finished (`halving.rung_scores`); among equal ones the smaller model."""
-        sign = -1.0 if training.objective_direction(self.objective) == "min" else 1.0
-        completed = [t for t in trials if t.status == COMPLETED]
-        scores = rung_scores(completed, self.objective)
-        ranked = sorted(completed, key=lambda t: (t.rung or 0, sign * scores[id(t)], -(t.params or 0)), reverse=True)
-        return ranked[:count]
+        (its trainings were longer, and its members the earlier rung's best), then by score."""
+        ranked = super().best_trials(trials, len(trials))
+        return sorted(ranked, key=lambda t: -(t.rung or 0))[:count]  # stable: keeps the score order in a rung
 
     def _confirm(self, state, trials, data, max_trials, epochs, batch_size, callbacks, budget, progress):
         """Trains the candidates from scratch by successive halving (halving.py); these are the search's trials."""
@@ -349,9 +343,6 @@ class SharedWeightSearch(SearchStrategy):
         costs = [(plan.trial_setup_seconds, plan.rung_training_seconds(rung)) if measured
                  else (0.0, epochs_by_rung[rung]) for rung, size in enumerate(sizes) for _ in range(size)]
         schedule = pending(candidates, trials, sizes, lambda done: self.best_trials(done, len(done)))
-        # Under a measured plan, each rung's epochs: as many whole epochs of the prior as its first
-        # trial's time holds, decided as that trial starts (halving.py: trials compare at equal epochs).
-        rung_cap = {}
         with progress.bar("Confirmation trials", total=sum(sizes), unit="trial", initial=len(trials)) as bar:
             for rung, candidate in schedule:
                 deadline = None
@@ -363,31 +354,17 @@ class SharedWeightSearch(SearchStrategy):
                     now = time.monotonic()
                     spare = max(end - now - sum(fixed), 0.0)
                     deadline = now + fixed[0] + spare * training[0] / sum(training)
-                    if measured and rung not in rung_cap:
-                        rung_cap[rung] = plan.whole_epochs(spare * training[0] / sum(training), rung)
                 index = len(trials)
                 trial = self.train_trial(
                     f"{index:04d}", architecture_from_dict(candidate["architecture"]), data,
-                    epochs=min(epochs_by_rung[rung], rung_cap.get(rung, math.inf)), batch_size=batch_size, callbacks=callbacks, deadline=deadline,
+                    epochs=epochs_by_rung[rung], batch_size=batch_size, callbacks=callbacks, deadline=deadline,
                     seed=self.seed + index, verbose=progress.verbose, previous_trials=trials,
                     recipe=Recipe.for_final(data.image_shape, data.mean) if last_only else None,
                     decay="deadline" if last_only else None, rung=rung,
                 )
                 trial.shared_score = candidate["shared_score"]
                 self.record(trial, trials, progress, bar)
-        self._describe_rungs(trials, progress)
         return trials
-
-    def _describe_rungs(self, trials, progress):
-        """One line for each rung of two or more completed trials: the epochs they were compared over, and
-        their scores there."""
-        completed = [t for t in trials if t.status == COMPLETED]
-        scores = rung_scores(completed, self.objective)
-        for rung, members in sorted(by_rung(completed).items(), key=lambda item: item[0] or 0):
-            if len(members) > 1:
-                listed = ", ".join(f"trial {t.trial_id} {scores[id(t)]:.4f}" for t in members)
-                progress.line(f"Rung {rung or 0}'s trials compared over the {common_epochs(members, self.objective)} "
-                              f"epoch(s) each of them finished: {listed}.")
 
     @staticmethod
     def _affordable(count, plan, seconds):

@@ -11,16 +11,6 @@ architecture. Each rung trains about as many epochs as the one before, so
 the longest trainings go to the most promising children, in the spirit of
 PNAS's "simple to complex" and of Hyperband.
 
-A rung's trials share its time, not its epochs, so a faster network would
-train more of them and win for its speed alone: on the Fashion-MNIST split
-at 7 minutes the supernet's pick (328,778 parameters) ran 3 epochs in the
-time the prior (401,578) ran 2, won 0.777 to 0.744, and its final model
-scored 0.9030 where the prior's scored 0.9155 and 0.9175 in the two runs of
-that day that returned it. So a rung's trials are compared
-over the epochs every one of them finished (`rung_scores`), and under a time
-budget a rung trains as many whole epochs of the prior as its time holds
-(`Plan.whole_epochs`), not more.
-
 A rung's members are chosen from the recorded trials of the rung before,
 so a search killed in any rung resumes where it stopped, without training a
 finished trial again.
@@ -32,8 +22,6 @@ finished trial again.
 """
 
 import math
-
-from automl_kit.tuner.training import best_epoch
 
 
 def rung_sizes(count):
@@ -94,45 +82,3 @@ def pending(candidates, trials, sizes, best_first):
         for offset, candidate in enumerate(members):
             if start + offset >= len(trials):
                 yield rung, candidate
-
-
-def finished_epochs(trial):
-    """The epochs `trial` trained to their end: its last is left out where a deadline cut it short."""
-    history = trial.history or {}
-    cut = history.get("cut_short") or [0.0]
-    return len(history.get("loss", [])) - int(bool(cut[0]))
-
-
-def rung_scores(trials, objective):
-    """{id(trial): score} for completed `trials`: each one's best `objective` over the epochs that every
-    trial of its rung finished (at least one); a trial without a per-epoch history keeps its score.
-
-    >>> from types import SimpleNamespace as Done
-    >>> fast = Done(rung=0, score=0.78, history={"loss": [1, 1, 1], "val_accuracy": [0.70, 0.75, 0.78],
-    ...                                          "cut_short": [1.0]})
-    >>> slow = Done(rung=0, score=0.74, history={"loss": [1, 1], "val_accuracy": [0.72, 0.74], "cut_short": [1.0]})
-    >>> scores = rung_scores([fast, slow], "val_accuracy")
-    >>> scores[id(fast)], scores[id(slow)]  # compared after the one epoch the slower finished
-    (0.7, 0.72)
-    """
-    scores = {}
-    for members in by_rung(trials).values():
-        common = common_epochs(members, objective)
-        for trial in members:
-            history = trial.history or {}
-            scores[id(trial)] = (best_epoch({objective: history[objective][:common]}, objective)[0]
-                                 if objective in history else trial.score)
-    return scores
-
-
-def by_rung(trials):
-    """{rung: its trials, in order}."""
-    rungs = {}
-    for trial in trials:
-        rungs.setdefault(trial.rung, []).append(trial)
-    return rungs
-
-
-def common_epochs(trials, objective):
-    """The epochs that every one of `trials` with a per-epoch history of `objective` finished (at least one)."""
-    return max(1, min((finished_epochs(t) for t in trials if objective in (t.history or {})), default=1))

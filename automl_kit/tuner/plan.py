@@ -181,16 +181,6 @@ class Plan:
         first = max(MIN_RUNG_EPOCHS * self.epoch_seconds, MIN_RUNG_STEPS * self.step_seconds)
         return first * 2**rung
 
-    def whole_epochs(self, seconds, rung):
-        """The whole epochs of the prior that `seconds` of training hold, and no fewer than `rung`'s least training.
-
-        A rung trains this many, so that its trials finish the same epochs
-        and the time a faster network would spend on more goes on to the
-        trials after it and to the final training (halving.py).
-        """
-        least = math.ceil(self.rung_training_seconds(rung) / self.epoch_seconds - 1e-9)
-        return max(least, math.floor(seconds / self.epoch_seconds))
-
     def halving_seconds(self, sizes):
         """The least time a halving with rungs of `sizes` candidates needs: each trial its fixed cost and
         its rung's least training (unmeasured: more than any budget has, so that one candidate trains,

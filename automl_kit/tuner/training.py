@@ -222,9 +222,7 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
     epoch's training took (or would have taken, when cut by `deadline`), and
     its "setup_seconds" (one value) the time from `started` (default: the
     call) to the end of the first step: building, compiling and tracing,
-    which a time budget must leave room for before any epoch; its
-    "cut_short" (one value, 1.0 or 0.0) says whether `deadline` stopped the
-    last epoch part way.
+    which a time budget must leave room for before any epoch.
     """
     started = time.monotonic() if started is None else started
     repeats = math.ceil(MIN_STEPS_PER_EPOCH * batch_size / len(x))
@@ -283,9 +281,8 @@ def _fit(model, x, y, repeats, steps_per_epoch, *, epochs, batch_size, sample_we
                 restore_best_weights=True,
             )
         )
-    stopper = None if deadline is None else Deadline(deadline)
-    if stopper is not None:
-        all_callbacks.append(stopper)
+    if deadline is not None:
+        all_callbacks.append(Deadline(deadline))
     images = [x] if validation_data is None else [x, validation_data[0]]
     train_rows, *validation_rows = device_data.on_device(model.distribute_strategy, *images)
     validation_rows = validation_rows[0] if validation_rows else None
@@ -306,6 +303,4 @@ def _fit(model, x, y, repeats, steps_per_epoch, *, epochs, batch_size, sample_we
     history = dict(history)
     history["epoch_seconds"] = [float(v) for v in timer.seconds]
     history["setup_seconds"] = [float(timer.first_step_end - started)]
-    # Whether the deadline stopped the last epoch part way: its score is not a whole epoch's (halving.py).
-    history["cut_short"] = [float(stopper is not None and stopper.reached)]
     return history
