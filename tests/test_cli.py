@@ -39,7 +39,7 @@ def test_durations_and_sizes_parse_as_documented():
 
 def test_fit_then_predict_gives_the_python_api_labels(tmp_path):
     paths, _ = write_image_tree(str(tmp_path / "images"))
-    fit = run("fit", "images", "--time-limit", "30s", "--tuner", "random", "--max-trials", "1", "--seed", "0",
+    fit = run("fit", "images", "--time-limit", "20s", "--tuner", "random", "--max-trials", "1", "--seed", "0",
               "--output", "out/model.keras", "--quiet", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert (tmp_path / "out" / "model.keras").exists() and (tmp_path / "out" / "model_search").is_dir()
@@ -49,7 +49,7 @@ def test_fit_then_predict_gives_the_python_api_labels(tmp_path):
     lines = [line.split("\t") for line in predict.stdout.strip().splitlines()]
     assert [os.path.abspath(tmp_path / path) for path, _, _ in lines] == paths
     # The same search, resumed through the Python API: it is complete, so the stored model answers.
-    clf = ImageClassifier(max_trials=1, tuner="random", seed=0, time_limit=30, directory=str(tmp_path / "out"),
+    clf = ImageClassifier(max_trials=1, tuner="random", seed=0, time_limit=20, directory=str(tmp_path / "out"),
                           project_name="model_search")
     clf.fit(str(tmp_path / "images"), verbose=0)
     assert [label for _, label, _ in lines] == clf.predict(paths).tolist()

@@ -106,9 +106,9 @@ def test_pipeline(flat_digits):
 
 def test_grid_search(flat_digits):
     x, y = flat_digits
-    grid = GridSearchCV(ImageClassifier(epochs=3, seed=0, **QUICK), {"max_trials": [1, 2]}, cv=2)
+    grid = GridSearchCV(ImageClassifier(max_trials=1, seed=0, **QUICK), {"epochs": [1, 2]}, cv=2)
     grid.fit(x[:300], y[:300], verbose=0)
-    assert grid.best_params_["max_trials"] in (1, 2)
+    assert grid.best_params_["epochs"] in (1, 2)
     assert len(grid.cv_results_["mean_test_score"]) == 2
 
 
@@ -128,7 +128,7 @@ def test_cross_val_score_uses_separate_directories_and_leaves_none(flat_digits, 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     x, y = flat_digits
-    scores = cross_val_score(ImageClassifier(**FAST), x, y, cv=3, params={"verbose": 0})
+    scores = cross_val_score(ImageClassifier(**dict(FAST, epochs=2)), x, y, cv=3, params={"verbose": 0})
     assert len(scores) == 3 and np.all((scores >= 0) & (scores <= 1))
     assert len(set(opened)) == 3
     assert os.listdir(tmp_path) == []  # no search directory left behind, none in the working directory
@@ -192,14 +192,15 @@ def test_weights_reach_training(flat_digits, monkeypatch):
 def test_sample_weight_and_class_weight(flat_digits):
     x, y = flat_digits
     binary = np.where(y == 0, "zero", "other")
+    short = dict(FAST, epochs=4)  # a few epochs show the weights' pull
     # Weighting the rare class heavily makes the model predict it more often.
-    plain = ImageClassifier(**FAST).fit(x, binary, verbose=0)
-    weighted = ImageClassifier(class_weight={"zero": 50.0}, **FAST).fit(x, binary, verbose=0)
+    plain = ImageClassifier(**short).fit(x, binary, verbose=0)
+    weighted = ImageClassifier(class_weight={"zero": 50.0}, **short).fit(x, binary, verbose=0)
     assert (weighted.predict(x) == "zero").sum() >= (plain.predict(x) == "zero").sum()
-    by_sample = ImageClassifier(**FAST).fit(x, binary, sample_weight=np.where(binary == "zero", 50.0, 1.0), verbose=0)
+    by_sample = ImageClassifier(**short).fit(x, binary, sample_weight=np.where(binary == "zero", 50.0, 1.0), verbose=0)
     assert (by_sample.predict(x) == "zero").sum() >= (plain.predict(x) == "zero").sum()
     with pytest.raises(ValueError, match="sample_weight must have shape"):
-        ImageClassifier(**FAST).fit(x, binary, sample_weight=np.ones(3))
+        ImageClassifier(**short).fit(x, binary, sample_weight=np.ones(3))
     with pytest.raises(ValueError, match="class_weight names labels not in y"):
-        ImageClassifier(class_weight={"seven": 2.0}, **FAST).fit(x, binary)
-    ImageClassifier(class_weight="balanced", **FAST).fit(x, binary, verbose=0)
+        ImageClassifier(class_weight={"seven": 2.0}, **short).fit(x, binary)
+    ImageClassifier(class_weight="balanced", **short).fit(x, binary, verbose=0)
