@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import keras
 import numpy as np
@@ -15,7 +16,7 @@ from automl_kit.blocks.builder import build_model, network_of
 from automl_kit.blocks.search_space import MacroSearchSpace, MicroSearchSpace
 from automl_kit.data import InputSpec
 from automl_kit.tuner import final, plan, training
-from automl_kit.tuner.recipe import Recipe, augment, flip_preserves_labels, training_with
+from automl_kit.tuner.recipe import Recipe, augment, flip_preserves_labels, one_cycle_factor, training_with
 from automl_kit.tuner.trial import Trial
 
 
@@ -96,6 +97,21 @@ def test_a_training_traces_its_train_step_once(monkeypatch):
     history = training.train(model, x, y, epochs=2, batch_size=16, validation_data=(x[:10], y[:10]),
                              objective="val_accuracy", recipe=Recipe.for_trial((8, 8, 1)))
     assert len(history["loss"]) == 2 and len(traced) == 1
+
+
+def test_an_annealed_trial_ends_its_one_cycle_with_its_epochs_when_they_end_before_its_deadline():
+    # A halving trial anneals to its planned end; where its epochs end first, the cycle ends with them.
+    spec = InputSpec(input_shape=(8, 8), image_shape=(8, 8, 1))
+    model = build_model(Architecture(8, ((LayerSpec("conv3x3"),),)), spec, 3, [100.0], [900.0])
+    x, y = _images(40, side=8)[..., 0], np.arange(40) % 3
+    recipe = Recipe.for_trial((8, 8, 1), annealed=True)
+    assert recipe.one_cycle and recipe.learning_rate > Recipe.for_trial((8, 8, 1)).learning_rate
+    training.train(model, x, y, epochs=2, batch_size=16, deadline=time.monotonic() + 3600, decay="deadline",
+                   recipe=recipe)
+    steps = 2 * training.MIN_STEPS_PER_EPOCH  # 40 images repeated to the least steps an epoch
+    last = recipe.learning_rate * one_cycle_factor((steps - 1) / steps)  # the rate of the last step
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(last, rel=1e-4)
+    assert last < 0.02 * recipe.learning_rate  # the cycle's floor (1%), a step short of it
 
 
 def test_label_smoothing_raises_the_training_loss_of_a_confident_model():

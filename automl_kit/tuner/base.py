@@ -247,7 +247,7 @@ class SearchStrategy(abc.ABC):
         return f"Trial {trial.trial_id}: {result} | {params} | {trial.seconds:.1f} s | {trial.architecture}"
 
     def train_trial(self, trial_id, architecture, data, *, epochs, batch_size, callbacks, deadline,
-                    seed, verbose=0, previous_trials=(), recipe=None, decay=None, rung=None):
+                    seed, verbose=0, previous_trials=(), as_final=False, anneal=False, rung=None):
         """Builds `architecture` from scratch, trains it with early stopping, returns its Trial.
 
         When the device runs out of memory, the trial starts again at half
@@ -257,14 +257,18 @@ class SearchStrategy(abc.ABC):
         the trials' recipe (`Recipe.for_trial`: no flips), and its history's
         "flip_test" holds its accuracy on up to `FLIP_TEST_SAMPLES`
         validation images, plain, mirrored and the two averaged, from which
-        the final training decides whether flips keep the labels. A trial that will
-        be the final model itself passes the final `recipe` and its `decay`
-        ("deadline"), and skips the flip test. `rung` is the halving's rung
+        the final training decides whether flips keep the labels. With
+        `anneal`, its `deadline` is the trial's planned length, and its rate
+        anneals over it on the final's one cycle (`Recipe.for_trial`). A trial
+        that will be the final model itself (`as_final`) trains with the final
+        recipe to its deadline and skips the flip test. `rung` is the halving's rung
         the trial trains in, set before its weights are kept or not: the
         shared-weight searches rank a later rung's trials first.
         """
         started = time.monotonic()
         trial = Trial(trial_id=trial_id, architecture=architecture, status=FAILED, started_at=_now(), rung=rung)
+        recipe = (Recipe.for_final(data.image_shape, data.mean) if as_final
+                  else Recipe.for_trial(data.image_shape, data.mean, annealed=anneal))
         model = None
 
         def train_at(size):
@@ -279,7 +283,7 @@ class SearchStrategy(abc.ABC):
                 validation_data=data.validation_data, objective=self.objective,
                 epochs=epochs, batch_size=size, callbacks=training.for_run(callbacks, f"trial_{trial_id}"),
                 deadline=deadline, verbose=2 if verbose >= 2 else 0, started=started, jit_compile=data.jit_compile,
-                recipe=recipe or Recipe.for_trial(data.image_shape, data.mean), decay=decay,
+                recipe=recipe, decay="deadline" if as_final or anneal else None,
             )
 
         try:
@@ -290,7 +294,7 @@ class SearchStrategy(abc.ABC):
             trial.score, trial.best_epoch = training.best_epoch(history, self.objective)
             # A trial trained as the final model itself (decay to a deadline) has no later training to
             # decide flips for: the test's forward passes (seconds on a CPU) would overrun its budget.
-            if data.image_shape is not None and decay != "deadline":
+            if data.image_shape is not None and not as_final:
                 rows = np.random.default_rng(seed).permutation(len(data.x_val))[:FLIP_TEST_SAMPLES]
                 history["flip_test"] = list(flip_test(model, data.x_val[rows], data.y_val[rows], data.image_shape))
             trial.status = COMPLETED
@@ -305,7 +309,7 @@ class SearchStrategy(abc.ABC):
             model = None
             # A trial trained as the final model has no training after it to free memory for, and
             # freeing its traced graphs took up to 6 s on 2 CPU cores at a 45 s limit, after the limit.
-            if decay != "deadline":
+            if not as_final:
                 release_memory()
         trial.rss_mb = resident_memory_mb()
         trial.seconds = time.monotonic() - started

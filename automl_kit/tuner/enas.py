@@ -44,7 +44,6 @@ from automl_kit.tuner.device_data import on_device, take
 from automl_kit.tuner.halving import pending, rung_epochs, rung_sizes
 from automl_kit.tuner.plan import Plan, least_rung_epochs, plan_search
 from automl_kit.tuner.progress import Progress
-from automl_kit.tuner.recipe import Recipe
 from automl_kit.tuner.supernet import Supernet
 
 # An epoch of the supernet is a pass over the training data, capped so the
@@ -359,8 +358,7 @@ class SharedWeightSearch(SearchStrategy):
                     f"{index:04d}", architecture_from_dict(candidate["architecture"]), data,
                     epochs=epochs_by_rung[rung], batch_size=batch_size, callbacks=callbacks, deadline=deadline,
                     seed=self.seed + index, verbose=progress.verbose, previous_trials=trials,
-                    recipe=Recipe.for_final(data.image_shape, data.mean) if last_only else None,
-                    decay="deadline" if last_only else None, rung=rung,
+                    as_final=last_only, anneal=deadline is not None, rung=rung,
                 )
                 trial.shared_score = candidate["shared_score"]
                 self.record(trial, trials, progress, bar)

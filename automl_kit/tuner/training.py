@@ -217,7 +217,7 @@ def train(model, x, y, *, epochs, batch_size, sample_weight=None, validation_dat
     `EARLY_STOPPING_PATIENCE` epochs without improvement (not under a
     recipe's one cycle), and the model ends with the weights of its best epoch. With `decay="epochs"`, the learning
     rate follows a cosine over the `epochs`; with `decay="deadline"`, over
-    the wall time until `deadline`. A diverging loss raises
+    the wall time until `deadline`, or the `epochs` where those end first. A diverging loss raises
     `TrainingFailed`. The history's "epoch_seconds" holds the time each
     epoch's training took (or would have taken, when cut by `deadline`), and
     its "setup_seconds" (one value) the time from `started` (default: the
@@ -273,7 +273,8 @@ def _fit(model, x, y, repeats, steps_per_epoch, *, epochs, batch_size, sample_we
     if decay == "deadline":
         peak = LEARNING_RATE if recipe is None else recipe.learning_rate
         warmup = recipes.WARMUP if recipe is not None and recipe.one_cycle else 0.0
-        all_callbacks.append(recipes.OneCycleToDeadline(deadline, peak, warmup))
+        all_callbacks.append(recipes.OneCycleToDeadline(deadline, peak, warmup,
+                                                        total_steps=steps_per_epoch * epochs))
     if validation_data is not None and objective is not None:
         all_callbacks.append(
             keras.callbacks.EarlyStopping(
