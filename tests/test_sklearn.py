@@ -36,7 +36,11 @@ def _expected_failed_checks(estimator):
     return EXPECTED_FAILED_CHECKS
 
 
-@parametrize_with_checks([ImageClassifier(**FAST)], expected_failed_checks=_expected_failed_checks)
+# The checks' data are small blobs: a few epochs fit them, and each check fits several times over.
+CHECKED = dict(FAST, epochs=4)
+
+
+@parametrize_with_checks([ImageClassifier(**CHECKED)], expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check, monkeypatch):
     monkeypatch.setattr(ImageClassifier.fit, "__defaults__", _quiet_fit_defaults())
     check(estimator)
