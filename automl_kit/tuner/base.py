@@ -248,7 +248,7 @@ class SearchStrategy(abc.ABC):
 
     def train_trial(self, trial_id, architecture, data, *, epochs, batch_size, callbacks, deadline,
                     seed, verbose=0, previous_trials=(), as_final=False, anneal=False, rung=None):
-        """Builds `architecture` from scratch, trains it with early stopping, returns its Trial.
+        """Builds `architecture` from scratch, trains it (with early stopping unless annealed), returns its Trial.
 
         When the device runs out of memory, the trial starts again at half
         the batch size, down to 1; the batch size it trained at is recorded.
