@@ -36,11 +36,12 @@ def _expected_failed_checks(estimator):
     return EXPECTED_FAILED_CHECKS
 
 
-# The checks' data are small blobs: a few epochs fit them, and each check fits several times over.
-CHECKED = dict(FAST, epochs=4)
+# A few epochs: enough for the checks' small blobs (each check fits several times over) and to show
+# the pull of sample and class weights.
+SHORT = dict(FAST, epochs=4)
 
 
-@parametrize_with_checks([ImageClassifier(**CHECKED)], expected_failed_checks=_expected_failed_checks)
+@parametrize_with_checks([ImageClassifier(**SHORT)], expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check, monkeypatch):
     monkeypatch.setattr(ImageClassifier.fit, "__defaults__", _quiet_fit_defaults())
     check(estimator)
@@ -196,15 +197,14 @@ def test_weights_reach_training(flat_digits, monkeypatch):
 def test_sample_weight_and_class_weight(flat_digits):
     x, y = flat_digits
     binary = np.where(y == 0, "zero", "other")
-    short = dict(FAST, epochs=4)  # a few epochs show the weights' pull
     # Weighting the rare class heavily makes the model predict it more often.
-    plain = ImageClassifier(**short).fit(x, binary, verbose=0)
-    weighted = ImageClassifier(class_weight={"zero": 50.0}, **short).fit(x, binary, verbose=0)
+    plain = ImageClassifier(**SHORT).fit(x, binary, verbose=0)
+    weighted = ImageClassifier(class_weight={"zero": 50.0}, **SHORT).fit(x, binary, verbose=0)
     assert (weighted.predict(x) == "zero").sum() >= (plain.predict(x) == "zero").sum()
-    by_sample = ImageClassifier(**short).fit(x, binary, sample_weight=np.where(binary == "zero", 50.0, 1.0), verbose=0)
+    by_sample = ImageClassifier(**SHORT).fit(x, binary, sample_weight=np.where(binary == "zero", 50.0, 1.0), verbose=0)
     assert (by_sample.predict(x) == "zero").sum() >= (plain.predict(x) == "zero").sum()
     with pytest.raises(ValueError, match="sample_weight must have shape"):
-        ImageClassifier(**short).fit(x, binary, sample_weight=np.ones(3))
+        ImageClassifier(**SHORT).fit(x, binary, sample_weight=np.ones(3))
     with pytest.raises(ValueError, match="class_weight names labels not in y"):
-        ImageClassifier(class_weight={"seven": 2.0}, **short).fit(x, binary)
-    ImageClassifier(class_weight="balanced", **short).fit(x, binary, verbose=0)
+        ImageClassifier(class_weight={"seven": 2.0}, **SHORT).fit(x, binary)
+    ImageClassifier(class_weight="balanced", **SHORT).fit(x, binary, verbose=0)
