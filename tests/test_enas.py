@@ -223,11 +223,14 @@ class _Killed(Exception):
     pass
 
 
-def _scripted_confirmation(tmp_path, quality, kill_after=None, train_images=3200):
-    """Runs random_ws's confirmation of 5 candidates on a project in tmp_path (`train_images` images
-    in batches of 32, no time limit, `epochs=10`), with each trial's
+def _scripted_confirmation(tmp_path, quality, kill_after=None, train_images=3200, budget=None, plan=None,
+                           each_trial=None):
+    """Runs random_ws's confirmation of the `quality` list's candidates (5 at most) on a project in
+    tmp_path (`train_images` images in batches of 32, no time limit unless `budget` and `plan` are
+    given, `epochs=10`), with each trial's
     "training" replaced by a score: the `quality` of its architecture, a little lower the longer it
-    trained (so that a later rung's best is not simply the highest score); raises _Killed once
+    trained (so that a later rung's best is not simply the highest score), after calling
+    `each_trial(deadline)` if given; raises _Killed once
     `kill_after` trials have run. Returns the trials, what this call trained (architecture,
     epochs), the candidates' architectures and the search."""
     from automl_kit.tuner import Project
@@ -236,7 +239,7 @@ def _scripted_confirmation(tmp_path, quality, kill_after=None, train_images=3200
 
     space = MacroSearchSpace((8, 8))
     rng = np.random.default_rng(0)
-    architectures = list(dict.fromkeys(space.sample(rng) for _ in range(20)))[:5]
+    architectures = list(dict.fromkeys(space.sample(rng) for _ in range(20)))[:len(quality)]
     project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
     search = SharedWeightSearch(project=project, search_space=space, objective="val_accuracy", seed=0)
     trained = []
@@ -245,6 +248,8 @@ def _scripted_confirmation(tmp_path, quality, kill_after=None, train_images=3200
         if kill_after is not None and len(trained) == kill_after:
             raise _Killed()
         trained.append((architecture, epochs))
+        if each_trial is not None:
+            each_trial(kwargs["deadline"])
         score = quality[architectures.index(architecture)] - 0.01 * epochs
         return Trial(trial_id, architecture, COMPLETED, score=score, best_epoch=epochs, epochs_run=epochs, params=1,
                      rung=kwargs["rung"])
@@ -252,10 +257,12 @@ def _scripted_confirmation(tmp_path, quality, kill_after=None, train_images=3200
     search.train_trial = train_trial
     state = project.state.get("shared_weights") or {
         "candidates": [{"architecture": a.to_dict(), "shared_score": 0.5} for a in architectures]}
+    if plan is not None:
+        state = dict(state, plan=plan.to_dict())
     try:
         data = SimpleNamespace(x_train=np.zeros((train_images, 1)))
         trials = search._confirm(state, project.load_trials(), data, max_trials=5, epochs=10, batch_size=32,
-                                 callbacks=(), budget=None, progress=_silent())
+                                 callbacks=(), budget=budget, progress=_silent())
     except _Killed:
         trials = None
     return trials, trained, architectures, search
@@ -282,6 +289,32 @@ def test_successive_halving_keeps_the_better_half_and_resumes_without_rerunning(
     assert len(trained) == 4 and trained[0][0] == architectures[3]  # from the kill on, nothing twice
     # The best trial is the last rung's best, not the higher score of an earlier, shorter training.
     assert search.best_trial(trials).rung == 2
+
+
+def test_every_trial_of_a_rung_gets_the_same_time_when_one_runs_past_its_deadline(tmp_path, monkeypatch):
+    """Two candidates share one rung under a time budget; the first runs 10 s past its deadline (its
+    flip test, record and cleanup come after it). The second still gets as long as the first: had the
+    time been shared out anew, it would have lost those 10 s."""
+    from automl_kit.tuner import enas
+    from automl_kit.tuner.plan import Plan
+
+    clock = SimpleNamespace(now=280.0)  # the search began at 0; its derivation ended at 28% of 1,000 s
+    monkeypatch.setattr(enas, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    plan = Plan(shared_weights=True, setup_seconds=1.0, step_seconds=0.01, epoch_seconds=10.0,
+                supernet_seconds=100.0, available_seconds=250.0, search_share=enas.CONFIRM_SHARE,
+                final_seconds=160.0)
+    lengths = []
+
+    def each_trial(deadline):
+        lengths.append(deadline - clock.now)
+        clock.now = deadline + (10.0 if len(lengths) == 1 else 0.0)
+
+    budget = SimpleNamespace(start=0.0, seconds=1000.0, end=1000.0)
+    trials, trained, _, _ = _scripted_confirmation(tmp_path, [0.9, 0.8], budget=budget, plan=plan,
+                                                   each_trial=each_trial)
+    assert [t.rung for t in trials] == [0, 0]
+    # Confirmation ends at 400 s: 120 s for two trials of a 4 s fixed cost each, 56 s of training apiece.
+    assert lengths == pytest.approx([60.0, 60.0])
 
 
 def test_without_a_time_limit_a_first_rung_trains_at_least_min_rung_steps(tmp_path):
