@@ -310,7 +310,7 @@ def test_every_trial_of_a_rung_gets_the_same_time_when_one_runs_past_its_deadlin
         clock.now = deadline + (10.0 if len(lengths) == 1 else 0.0)
 
     budget = SimpleNamespace(start=0.0, seconds=1000.0, end=1000.0)
-    trials, trained, _, _ = _scripted_confirmation(tmp_path, [0.9, 0.8], budget=budget, plan=plan,
+    trials, _, _, _ = _scripted_confirmation(tmp_path, [0.9, 0.8], budget=budget, plan=plan,
                                                    each_trial=each_trial)
     assert [t.rung for t in trials] == [0, 0]
     # Confirmation ends at 400 s: 120 s for two trials of a 4 s fixed cost each, 56 s of training apiece.

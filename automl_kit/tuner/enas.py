@@ -336,16 +336,16 @@ class SharedWeightSearch(SearchStrategy):
         if len(sizes) > 1:
             progress.line(f"Confirming by successive halving: rungs of {', '.join(map(str, sizes))} candidates, "
                           f"{', '.join(map(str, epochs_by_rung))} epochs each; each rung keeps the better half.")
-        # Each trial's (fixed, training) cost, as the plan measured them: when a rung starts, its trials
-        # get their fixed cost and a share of the training time left, in proportion to its rung's training.
+        # Each trial's (fixed, training) cost, as the plan measured them. When a rung starts, its length
+        # is fixed for all its trials: their fixed cost and a share of the training time left, in
+        # proportion to the rung's training, so that a rung compares its members at equal training.
+        # Shared out anew before each trial, the time that a trial ran past its deadline (its flip test,
+        # record and cleanup come after it) was taken from the next one, and on the Fashion-MNIST split
+        # the prior trained one epoch in its rung where the pick it lost to had trained two. What a
+        # rung runs over comes out of the later rungs and the final training.
         measured = plan is not None and plan.measured
         costs = [(plan.trial_setup_seconds, plan.rung_training_seconds(rung)) if measured
                  else (0.0, epochs_by_rung[rung]) for rung, size in enumerate(sizes) for _ in range(size)]
-        # One length for every trial of a rung, fixed as the rung starts, so that a rung compares its
-        # members at equal training: shared out anew before each trial, the time that a trial ran past
-        # its deadline (its flip test, record and cleanup come after it) was taken from the next one,
-        # and on the Fashion-MNIST split the prior trained one epoch in its rung where the pick it lost
-        # to had trained two. What a rung runs over comes out of the later rungs and the final training.
         rung_seconds = {}
         schedule = pending(candidates, trials, sizes, lambda done: self.best_trials(done, len(done)))
         with progress.bar("Confirmation trials", total=sum(sizes), unit="trial", initial=len(trials)) as bar:
@@ -359,8 +359,8 @@ class SharedWeightSearch(SearchStrategy):
                     if late and trials:
                         progress.line(f"Time budget for confirmation reached after {len(trials)} trial(s).")
                         break
-                    fixed, training = zip(*costs[min(len(trials), len(costs) - 1):])
                     if rung not in rung_seconds:
+                        fixed, training = zip(*costs[min(len(trials), len(costs) - 1):])
                         spare = max(end - now - sum(fixed), 0.0)
                         rung_seconds[rung] = fixed[0] + spare * training[0] / sum(training)
                     deadline = now + rung_seconds[rung]
