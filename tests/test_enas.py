@@ -317,6 +317,34 @@ def test_every_trial_of_a_rung_gets_the_same_time_when_one_runs_past_its_deadlin
     assert lengths == pytest.approx([60.0, 60.0])
 
 
+def test_after_a_supernet_its_pick_and_the_prior_are_confirmed_when_the_search_runs_late(tmp_path, monkeypatch):
+    """The derivation ended 8 s late: the 20 s left before the confirmation's end hold one trial of the
+    plan's least (a 4 s fixed cost and a 10 s epoch), not two. Both still train, each its least, and the
+    8 s come out of the final training."""
+    from automl_kit.tuner import enas
+    from automl_kit.tuner.plan import Plan
+
+    clock = SimpleNamespace(now=380.0)
+    monkeypatch.setattr(enas, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    lengths = []
+
+    def each_trial(deadline):
+        lengths.append(deadline - clock.now)
+        clock.now = deadline
+
+    budget = SimpleNamespace(start=0.0, seconds=1000.0, end=1000.0)
+    # Without a supernet (candidates from scratch, until 25% of the budget), one trial in the same 20 s.
+    for shared_weights, start, confirmed in ((True, 380.0, [14.0, 14.0]), (False, 230.0, [20.0])):
+        plan = Plan(shared_weights=shared_weights, setup_seconds=1.0, step_seconds=0.01, epoch_seconds=10.0,
+                    supernet_seconds=100.0, available_seconds=250.0, search_share=enas.CONFIRM_SHARE,
+                    final_seconds=160.0)
+        clock.now = start
+        lengths.clear()
+        trials, _, _, _ = _scripted_confirmation(tmp_path / str(shared_weights), [0.9, 0.8], budget=budget, plan=plan,
+                                                 each_trial=each_trial)
+        assert len(trials) == len(confirmed) and lengths == pytest.approx(confirmed)
+
+
 def test_without_a_time_limit_a_first_rung_trains_at_least_min_rung_steps(tmp_path):
     """On 640 images (20 steps an epoch) one epoch is too few steps to score anything: the first rung
     trains 100 steps' worth, 5 epochs, and no rung more than `epochs=10`."""

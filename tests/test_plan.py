@@ -12,6 +12,7 @@ from automl_kit.data import InputSpec
 from automl_kit.tuner import SearchData
 from automl_kit.tuner.budget import TimeBudget
 from automl_kit.tuner import plan
+from automl_kit.tuner.enas import SharedWeightSearch
 from automl_kit.tuner.plan import Plan, plan_search
 
 
@@ -90,6 +91,38 @@ def test_the_plan_keeps_the_final_trainings_epochs(small_digits, monkeypatch):
     # from it, where that leaves 2 epochs of all the data (0.13 s each); with less, the trial trains to the limit.
     assert alone.final_epoch_seconds == pytest.approx(0.13)
     assert alone.trial_then_final(5.0 + 0.27) and not alone.trial_then_final(5.0 + 0.25)
+
+
+def test_the_supernet_ends_early_enough_to_confirm_its_pick_against_the_prior(small_digits, monkeypatch):
+    x, y = small_digits
+    x = x[..., None]
+    data = SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:],
+                      input_spec=InputSpec.infer(x, None), num_classes=10, mean=(float(x.mean()),),
+                      variance=(float(x.var()),))
+    space = MicroSearchSpace((8, 8))
+    # A 1 s setup and 10 ms a step: a first-rung trial costs 4 s fixed and 100 steps, 5 s; two of them 10 s.
+    monkeypatch.setattr(plan, "measure", lambda *args: (1.0, 0.01))
+    monkeypatch.setattr(plan, "SUPERNET_SETUP_FACTOR", 0.0)
+    monkeypatch.setattr(plan, "MIN_SUPERNET_SECONDS", 0)
+
+    def planned(seconds, confirmed):
+        budget = TimeBudget(seconds)
+        return budget, plan_search(space, data, 32, budget, 0.25, 0.4, 300, derive_share=0.28, confirmed=confirmed)
+
+    # At 60 s the confirmation's own share, 40% - 28% (7.2 s), holds one trial but not two: to confirm two, the
+    # supernet ends 2.8 s early (at 40% - 3% - 10 s), and its derivation with it, still 3% of the budget long.
+    budget, tight = planned(60, 2)
+    assert tight.supernet_share == pytest.approx(0.4 - 0.03 - 10 / 60, abs=1e-4)
+    assert tight.available_seconds == pytest.approx(tight.supernet_share * 60, abs=1)
+    supernet_end, derive_end = SharedWeightSearch._phase_ends(budget, tight)
+    assert supernet_end - budget.start == pytest.approx(tight.supernet_share * 60)
+    assert derive_end - supernet_end == pytest.approx(0.03 * 60) and budget.start + 0.4 * 60 - derive_end >= 10 - 1e-3
+    # One candidate to confirm, or a budget whose confirmation holds two: the supernet keeps its whole share.
+    assert planned(60, 1)[1].supernet_share == 0.25 and planned(1_000, 2)[1].supernet_share == 0.25
+    assert Plan.from_dict(json.loads(json.dumps(tight.to_dict()))) == tight
+    # A plan stored before supernet_share existed keeps the nominal shares.
+    older = {key: value for key, value in tight.to_dict().items() if key != "supernet_share"}
+    assert SharedWeightSearch._phase_ends(budget, Plan.from_dict(older))[0] == pytest.approx(budget.start + 0.25 * 60)
 
 
 def test_a_supernet_share_under_its_traces_is_not_measured(monkeypatch):

@@ -96,7 +96,7 @@ class SharedWeightSearch(SearchStrategy):
         trials = self.project.load_trials()
         state = self.project.state.get("shared_weights", {})
         if "candidates" not in state:
-            plan, state = self._plan(state, data, batch_size, budget, progress)
+            plan, state = self._plan(state, data, max_trials, batch_size, budget, progress)
             if plan is None or plan.shared_weights:
                 with forgetting_custom_gradients():
                     state = self._shared_weight_phase(state, data, max_trials, epochs, batch_size, budget, plan,
@@ -108,14 +108,14 @@ class SharedWeightSearch(SearchStrategy):
             progress.line(f"Resuming: {len(trials)} confirmation trial(s) already recorded in {self.project.path}.")
         return self._confirm(state, trials, data, max_trials, epochs, batch_size, callbacks, budget, progress)
 
-    def _plan(self, state, data, batch_size, budget, progress):
+    def _plan(self, state, data, max_trials, batch_size, budget, progress):
         """(plan, state): the Plan (see plan.py) under a time budget, measured once and kept in the
         project's state; None without a budget, or for a supernet begun before plans existed."""
         if budget is None or ("plan" not in state and state.get("epochs_done")):
             return None, state
         if "plan" not in state:
             plan = plan_search(self.search_space, data, batch_size, budget, SUPERNET_SHARE, CONFIRM_SHARE,
-                               MAX_SHARED_STEPS_PER_EPOCH)
+                               MAX_SHARED_STEPS_PER_EPOCH, derive_share=DERIVE_SHARE, confirmed=min(2, max_trials))
             release_memory()
             state = dict(state, plan=plan.to_dict())
             self.project.update_state(shared_weights=state)
@@ -158,10 +158,21 @@ class SharedWeightSearch(SearchStrategy):
         state = self._restore(state, supernet, controller, progress)
         # Copied to the device once for the whole phase, where they fit (see device_data).
         images = on_device(supernet.strategy, data.x_train, data.x_val)
-        deadline = None if budget is None else budget.start + self._share(SUPERNET_SHARE, plan) * budget.seconds
-        state = self._train_supernet(state, supernet, controller, data, images, epochs, batch_size, deadline, progress)
-        deadline = None if budget is None else budget.start + self._share(DERIVE_SHARE, plan) * budget.seconds
-        return self._derive(state, supernet, controller, data, images[1], max_trials, deadline, progress)
+        supernet_end, derive_end = self._phase_ends(budget, plan)
+        state = self._train_supernet(state, supernet, controller, data, images, epochs, batch_size, supernet_end,
+                                     progress)
+        return self._derive(state, supernet, controller, data, images[1], max_trials, derive_end, progress)
+
+    @classmethod
+    def _phase_ends(cls, budget, plan):
+        """(supernet, derivation) deadlines: their shares of `budget`, shrunk with the plan's search, and both
+        earlier by as much where the plan ends the supernet sooner to leave the confirmation its two trials."""
+        if budget is None:
+            return None, None
+        supernet, derive = cls._share(SUPERNET_SHARE, plan), cls._share(DERIVE_SHARE, plan)
+        if plan is not None and plan.supernet_share is not None:
+            supernet, derive = plan.supernet_share, derive - (supernet - plan.supernet_share)
+        return budget.start + supernet * budget.seconds, budget.start + derive * budget.seconds
 
     def _make_controller(self):
         space = self.search_space
@@ -318,12 +329,18 @@ class SharedWeightSearch(SearchStrategy):
                                   "any time it leaves goes to the final training.")
             elif "rungs" not in state:  # decided once: a resumed search keeps its schedule
                 affordable = self._affordable(count, plan, end - time.monotonic())
-                if affordable < 1:
+                # After a supernet, its pick and the prior are both confirmed: the plan kept their time
+                # (plan.py), and what the supernet and its derivation ran past their deadlines comes out of
+                # the final training, as a rung's overrun does. On digits at 2 minutes that overrun, about
+                # a second, left room for one trial: the pick, untried against anything.
+                least = min(2, count) if plan is not None and plan.shared_weights else 1
+                if affordable < least == 1:
                     progress.line("The time budget leaves room to confirm one candidate: it trains until "
                                   f"{share:.0%} of the budget, and the final training goes on from its weights.")
                 elif affordable < count:
-                    progress.line(f"The time budget leaves room to confirm {affordable} of {count} candidate(s).")
-                count = max(1, min(count, affordable))
+                    progress.line(f"The time budget leaves room to confirm {max(affordable, least)} of {count} "
+                                  "candidate(s).")
+                count = max(least, min(count, affordable))
         if "rungs" in state:
             sizes = state["rungs"]
         else:
@@ -341,7 +358,8 @@ class SharedWeightSearch(SearchStrategy):
         # proportion to the rung's training, so that a rung compares its members at equal training.
         # Shared out anew before each trial, the time that a trial ran past its deadline (its flip test,
         # record and cleanup come after it) was taken from the next one, and on the Fashion-MNIST split
-        # the prior trained one epoch in its rung where the pick it lost to had trained two. What a
+        # the prior trained one epoch in its rung where the pick it lost to had trained two. A rung
+        # never trains its members less than the least training the plan priced for it, and what a
         # rung runs over comes out of the later rungs and the final training.
         measured = plan is not None and plan.measured
         costs = [(plan.trial_setup_seconds, plan.rung_training_seconds(rung)) if measured
@@ -361,8 +379,8 @@ class SharedWeightSearch(SearchStrategy):
                         break
                     if rung not in rung_seconds:
                         fixed, training = zip(*costs[min(len(trials), len(costs) - 1):])
-                        spare = max(end - now - sum(fixed), 0.0)
-                        rung_seconds[rung] = fixed[0] + spare * training[0] / sum(training)
+                        spare = max(end - now - sum(fixed), 0.0) * training[0] / sum(training)
+                        rung_seconds[rung] = fixed[0] + (max(spare, training[0]) if measured else spare)
                     deadline = now + rung_seconds[rung]
                 index = len(trials)
                 trial = self.train_trial(
