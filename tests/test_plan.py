@@ -29,12 +29,17 @@ def test_the_prior_is_an_architecture_of_its_space(space_class, shape):
     assert ("identity" in text) if space_class is MicroSearchSpace else ("conv3x3" in text and "(+0)" in text)
 
 
-def test_the_plan_weighs_the_supernet_against_the_budget(small_digits, monkeypatch):
+def _digits_400(small_digits):
+    """SearchData of the 400 8x8 digits: 300 to train on (10 steps of 32), 100 to validate on."""
     x, y = small_digits
     x = x[..., None]
-    spec = InputSpec.infer(x, None)
-    data = SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:], input_spec=spec,
-                      num_classes=10, mean=(float(x.mean()),), variance=(float(x.var()),))
+    return SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:],
+                      input_spec=InputSpec.infer(x, None), num_classes=10, mean=(float(x.mean()),),
+                      variance=(float(x.var()),))
+
+
+def test_the_plan_weighs_the_supernet_against_the_budget(small_digits, monkeypatch):
+    data = _digits_400(small_digits)
     space = MicroSearchSpace((8, 8))
     # A supernet share above MIN_SUPERNET_SECONDS is measured; traces priced beyond it do not fit.
     monkeypatch.setattr(plan, "SUPERNET_SETUP_FACTOR", 1000.0)
@@ -57,11 +62,7 @@ def test_the_plan_weighs_the_supernet_against_the_budget(small_digits, monkeypat
 
 
 def test_the_plan_keeps_the_final_trainings_epochs(small_digits, monkeypatch):
-    x, y = small_digits
-    x = x[..., None]
-    data = SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:],
-                      input_spec=InputSpec.infer(x, None), num_classes=10, mean=(float(x.mean()),),
-                      variance=(float(x.var()),))
+    data = _digits_400(small_digits)
     space = MicroSearchSpace((8, 8))
     # The prior measured at a 1 s setup and 10 ms a step; a supernet priced at nothing.
     monkeypatch.setattr(plan, "measure", lambda *args: (1.0, 0.01))
@@ -94,11 +95,7 @@ def test_the_plan_keeps_the_final_trainings_epochs(small_digits, monkeypatch):
 
 
 def test_the_supernet_ends_early_enough_to_confirm_its_pick_against_the_prior(small_digits, monkeypatch):
-    x, y = small_digits
-    x = x[..., None]
-    data = SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:],
-                      input_spec=InputSpec.infer(x, None), num_classes=10, mean=(float(x.mean()),),
-                      variance=(float(x.var()),))
+    data = _digits_400(small_digits)
     space = MicroSearchSpace((8, 8))
     # A 1 s setup and 10 ms a step: a first-rung trial costs 4 s fixed and 100 steps, 5 s; two of them 10 s.
     monkeypatch.setattr(plan, "measure", lambda *args: (1.0, 0.01))

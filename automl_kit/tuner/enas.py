@@ -331,10 +331,10 @@ class SharedWeightSearch(SearchStrategy):
                 affordable = self._affordable(count, plan, end - time.monotonic())
                 # After a supernet, its pick and the prior are both confirmed: the plan kept their time
                 # (plan.py), and what the supernet and its derivation ran past their deadlines comes out of
-                # the final training, as a rung's overrun does. On digits at 2 minutes that overrun, about
-                # a second, left room for one trial: the pick, untried against anything.
+                # the final training, as a rung's overrun does. On digits at 2 minutes, with a window priced
+                # at exactly two trials, that overrun left room for one: the pick, untried against anything.
                 least = min(2, count) if plan is not None and plan.shared_weights else 1
-                if affordable < least == 1:
+                if least == 1 and affordable < 1:
                     progress.line("The time budget leaves room to confirm one candidate: it trains until "
                                   f"{share:.0%} of the budget, and the final training goes on from its weights.")
                 elif affordable < count:
