@@ -311,7 +311,7 @@ def test_every_trial_of_a_rung_gets_the_same_time_when_one_runs_past_its_deadlin
 
     budget = SimpleNamespace(start=0.0, seconds=1000.0, end=1000.0)
     trials, _, _, _ = _scripted_confirmation(tmp_path, [0.9, 0.8], budget=budget, plan=plan,
-                                                   each_trial=each_trial)
+                                             each_trial=each_trial)
     assert [t.rung for t in trials] == [0, 0]
     # Confirmation ends at 400 s: 120 s for two trials of a 4 s fixed cost each, 56 s of training apiece.
     assert lengths == pytest.approx([60.0, 60.0])
@@ -340,8 +340,8 @@ def test_after_a_supernet_its_pick_and_the_prior_are_confirmed_when_the_search_r
                     final_seconds=160.0)
         clock.now = start
         lengths.clear()
-        trials, _, _, _ = _scripted_confirmation(tmp_path / str(shared_weights), [0.9, 0.8], budget=budget, plan=plan,
-                                                 each_trial=each_trial)
+        trials, _, _, _ = _scripted_confirmation(tmp_path / str(shared_weights), [0.9, 0.8], budget=budget,
+                                                 plan=plan, each_trial=each_trial)
         assert len(trials) == len(confirmed) and lengths == pytest.approx(confirmed)
 
 

@@ -64,6 +64,9 @@ MIN_CONFIRM_SECONDS = 60
 # (the CIFAR-10 subset at 20 minutes: enas 0.683 against random_ws 0.669
 # and random from scratch 0.680, README).
 SUPERNET_SHARE, DERIVE_SHARE, CONFIRM_SHARE = 0.25, 0.28, 0.40
+# After a supernet, at least this many candidates are confirmed: its pick and the prior
+# (the plan keeps their time, plan.py; `_confirm` confirms both even when the search ran late).
+CONFIRMED_AFTER_SUPERNET = 2
 # Where the budget cannot pay for a supernet (plan.py), the candidates trained
 # from scratch have until 25%: that budget is small, and the final training's
 # epochs are what it buys most with.
@@ -115,7 +118,8 @@ class SharedWeightSearch(SearchStrategy):
             return None, state
         if "plan" not in state:
             plan = plan_search(self.search_space, data, batch_size, budget, SUPERNET_SHARE, CONFIRM_SHARE,
-                               MAX_SHARED_STEPS_PER_EPOCH, derive_share=DERIVE_SHARE, confirmed=min(2, max_trials))
+                               MAX_SHARED_STEPS_PER_EPOCH, derive_share=DERIVE_SHARE,
+                               confirmed=min(CONFIRMED_AFTER_SUPERNET, max_trials))
             release_memory()
             state = dict(state, plan=plan.to_dict())
             self.project.update_state(shared_weights=state)
@@ -333,7 +337,7 @@ class SharedWeightSearch(SearchStrategy):
                 # (plan.py), and what the supernet and its derivation ran past their deadlines comes out of
                 # the final training, as a rung's overrun does. On digits at 2 minutes, with a window priced
                 # at exactly two trials, that overrun left room for one: the pick, untried against anything.
-                least = min(2, count) if plan is not None and plan.shared_weights else 1
+                least = min(CONFIRMED_AFTER_SUPERNET, count) if plan is not None and plan.shared_weights else 1
                 if least == 1 and affordable < 1:
                     progress.line("The time budget leaves room to confirm one candidate: it trains until "
                                   f"{share:.0%} of the budget, and the final training goes on from its weights.")
