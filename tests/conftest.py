@@ -1,4 +1,5 @@
 import contextlib
+import gc
 import io
 import os
 
@@ -19,6 +20,19 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if {"fitted_digits", "fitted_digits_run"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("fitted_digits"))
+
+
+def pytest_collection_finish(session):
+    """Moves every object alive after collection (TensorFlow's, Keras's, the test modules') out of
+    the garbage collector's reach: they live as long as the process.
+
+    The package frees each finished model with a full collection (`tuner.base.release_memory`),
+    which walks every tracked object: 0.21 s a collection with TensorFlow loaded, twice a fit.
+    Frozen, the same collection walks only what the tests made since, and five fits on sklearn's
+    blobs took 2.32 to 2.62 s each instead of 2.79 to 2.96 (the estimator checks alone fit over and over).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
