@@ -35,8 +35,7 @@ def main(kind, out):
 
     digits = load_digits()
     x, y = digits.images, digits.target
-    clf = ImageClassifier(max_trials=1, seed=0, search_space={"name": "micro", "num_nodes": 2},
-                          directory=os.path.join(out, "search"), project_name="digits",
+    clf = ImageClassifier(max_trials=1, seed=0, directory=os.path.join(out, "search"), project_name="digits",
                           distribution_strategy=strategy)
     clf.fit(x[:600], y[:600], epochs=3, batch_size=32, verbose=1)
     clf.export_model(os.path.join(out, f"model_{task}.keras"))

@@ -103,7 +103,7 @@ def test_seeded_runs_propose_the_same_trials(small_digits):
 def test_seeded_enas_runs_are_identical(small_digits):
     """Same controller samples, supernet losses, rewards, candidates and final model."""
     x, y = small_digits
-    settings = dict(max_trials=2, seed=3, search_space={"name": "micro", "num_nodes": 2})
+    settings = dict(max_trials=2, seed=3)  # the default search: ENAS over the macro space
     runs = [ImageClassifier(**settings).fit(x[:200], y[:200], epochs=2, verbose=0) for _ in range(2)]
     assert runs[0].supernet_history_[-1]["mean_reward"] > 0  # the controller did learn from rewards
     strip = [[{k: v for k, v in record.items() if k != "seconds"} for record in run.supernet_history_] for run in runs]
@@ -334,7 +334,7 @@ import sys
 from sklearn.datasets import load_digits
 from automl_kit import ImageClassifier
 d = load_digits()
-ImageClassifier(max_trials=1, seed=0, directory=sys.argv[1], search_space={"name": "micro", "num_nodes": 2}).fit(
+ImageClassifier(max_trials=1, seed=0, directory=sys.argv[1]).fit(
     d.images[:400], d.target[:400], epochs=int(sys.argv[2]), verbose=1)
 """
 
@@ -438,8 +438,7 @@ def test_searches_leave_no_traced_graphs_behind(small_digits):
     before = live_operations()
     ImageClassifier(max_trials=2, seed=0, **QUICK).fit(x, y, epochs=1, verbose=0)
     after_trials = live_operations()
-    ImageClassifier(max_trials=1, seed=0, search_space={"name": "micro", "num_nodes": 2}).fit(
-        x, y, epochs=1, verbose=0)
+    ImageClassifier(max_trials=1, seed=0).fit(x, y, epochs=1, verbose=0)  # the default: ENAS, a supernet
     after_enas = live_operations()
     # Kept alive, a trial's train step holds thousands of operations, and a supernet's tens of thousands.
     assert after_trials - before < 500, (before, after_trials)

@@ -18,10 +18,12 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from automl_kit import ImageClassifier
 from tests.conftest import QUICK
 
-# One short trial per fit keeps the ~50 checks quick.
-# Random search from scratch: the estimator checks fit dozens of times, and
-# the supernet's tracing would dominate them. test_enas.py covers the default.
-FAST = dict(max_trials=1, epochs=10, seed=0, **QUICK)
+# One short trial per fit keeps the ~50 checks quick: they fit again and again,
+# on blobs that two epochs already separate (check_classifiers_train asks for
+# 0.83), and the other tests here check what reaches the estimator, not accuracy.
+# Random search from scratch: the supernet's tracing would dominate them.
+# test_enas.py covers the default.
+FAST = dict(max_trials=1, epochs=2, seed=0, **QUICK)
 
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data":
@@ -38,12 +40,9 @@ def _expected_failed_checks(estimator):
 
 # A few epochs: enough to show the pull of sample and class weights.
 SHORT = dict(FAST, epochs=4)
-# The estimator checks fit again and again, on blobs that two epochs already separate (they ask
-# check_classifiers_train for 0.83).
-CHECKED = dict(FAST, epochs=2)
 
 
-@parametrize_with_checks([ImageClassifier(**CHECKED)], expected_failed_checks=_expected_failed_checks)
+@parametrize_with_checks([ImageClassifier(**FAST)], expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check, monkeypatch):
     monkeypatch.setattr(ImageClassifier.fit, "__defaults__", _quiet_fit_defaults())
     check(estimator)
@@ -135,7 +134,7 @@ def test_cross_val_score_uses_separate_directories_and_leaves_none(flat_digits, 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     x, y = flat_digits
-    scores = cross_val_score(ImageClassifier(**dict(FAST, epochs=2)), x, y, cv=3, params={"verbose": 0})
+    scores = cross_val_score(ImageClassifier(**FAST), x, y, cv=3, params={"verbose": 0})
     assert len(scores) == 3 and np.all((scores >= 0) & (scores <= 1))
     assert len(set(opened)) == 3
     assert os.listdir(tmp_path) == []  # no search directory left behind, none in the working directory
