@@ -19,8 +19,10 @@ def _one_core_per_worker():
     TensorFlow sizes each op's thread pool to every core of the machine, so the
     workers (`-n auto`: one per core) oversubscribe the cores. Side by side on 2
     cores (tests/test_image_classifier.py and tests/test_export.py, `-n 2`,
-    alternating): 99.3 and 94.1 s with TensorFlow's pools, 91.7, 92.9 and 90.1 s
-    with one thread within each op. Processes the tests start keep TensorFlow's.
+    alternating): 99.3 and 94.1 s with TensorFlow's pools, 91.7 and 92.9 s with
+    one thread within each op and one between ops, 90.1 s with one within each op
+    alone (what this sets). About 5%, each pair within the machine's noise, but no
+    run lost. Processes the tests start keep TensorFlow's defaults.
     """
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:

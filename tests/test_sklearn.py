@@ -20,7 +20,8 @@ from tests.conftest import QUICK
 
 # One short trial per fit keeps the ~50 checks quick: they fit again and again,
 # on blobs that two epochs already separate (check_classifiers_train asks for
-# 0.83), and the other tests here check what reaches the estimator, not accuracy.
+# 0.83), and the other tests here check what reaches the estimator (the one
+# accuracy check on digits asks for 0.5).
 # Random search from scratch: the supernet's tracing would dominate them.
 # test_enas.py covers the default.
 FAST = dict(max_trials=1, epochs=2, seed=0, **QUICK)
