@@ -16,7 +16,10 @@ ways on the same validation images:
   scored on all the validation images; with `--scratch-seeds 2`, twice,
   which also measures how well the truth agrees with itself.
 
-and prints the Kendall tau and Spearman correlation between the two. Each
+and prints the Kendall tau and Spearman correlation between the two, the
+tau with a 90% bootstrap interval over the architectures (with 20 of them
+one tau is a rough figure: the interval spans about 0.5), for the shared
+accuracy and for the shared cross-entropy. Each
 `--sampling` mode trains its own supernet from the same seed, and all of
 them are compared against the same from-scratch scores, side by side:
 
@@ -28,6 +31,11 @@ them are compared against the same from-scratch scores, side by side:
   sampled more. On MNIST it ranked worse than uniform (Kendall tau 0.022
   against 0.359, results/ranking_mnist_2026-12-04_8a121e2.md), so the
   search itself samples uniformly.
+
+A mode may name the supernet's learning rate after an @ (`uniform@0.003`);
+without one it is the search's. Each mode after the first is also compared
+with the first on the same resamples (a paired bootstrap interval of the
+difference in tau).
 
 Data: `mnist` takes 10,000 training and 2,000 validation images of the MNIST
 training file (stratified, seed 0), `cifar10` 8,000 and 2,000 of CIFAR-10's
@@ -95,10 +103,13 @@ def search_data(x_train, y_train, x_val, y_val):
                       mean=tuple(pixels.mean(axis=0)), variance=tuple(pixels.var(axis=0)))
 
 
-def shared_scores(space, data, encoded, sampling, epochs, batch_size, scoring_images, seed, score_at):
-    """({epoch: (scores of `encoded` on the first 512 scoring images, on all of them)}, seconds): a
-    supernet trained with `sampling`, the children scored after each epoch of `score_at`."""
+def shared_scores(space, data, encoded, sampling, epochs, batch_size, scoring_images, seed, score_at,
+                  learning_rate=None):
+    """({epoch: (accuracies of `encoded` on the first 512 scoring images, on all of them, their negated
+    cross-entropies on all of them)}, seconds): a supernet trained with `sampling` (at `learning_rate`, default
+    the search's), the children scored after each epoch of `score_at`."""
     import keras
+    import tensorflow as tf
 
     from automl_kit.tuner.base import forgetting_custom_gradients, release_memory
     from automl_kit.tuner.enas import SCORING_SAMPLES
@@ -118,7 +129,10 @@ def shared_scores(space, data, encoded, sampling, epochs, batch_size, scoring_im
     first = max(1, SCORING_SAMPLES // 256)
     scores = {}
     with forgetting_custom_gradients():
-        supernet = Supernet(space, data.input_spec, data.num_classes, data.mean, data.variance)
+        rate = {} if learning_rate is None else {"learning_rate": learning_rate}
+        supernet = Supernet(space, data.input_spec, data.num_classes, data.mean, data.variance, **rate)
+        # Probabilities with batch statistics, as the accuracy the search scores with.
+        forward = tf.function(lambda x, arch: supernet.call((x, arch), training=True), reduce_retracing=True)
         fair = FairSampler(rng, space.decision_sizes)
         for epoch in range(1, epochs + 1):
             order = rng.permutation(n)
@@ -134,11 +148,15 @@ def shared_scores(space, data, encoded, sampling, epochs, batch_size, scoring_im
             print(f"  {sampling} supernet epoch {epoch}: loss {np.mean([float(v) for v in losses]):.3f}",
                   flush=True)
             if epoch in score_at:
-                correct = np.array([[supernet.accuracy(x_val[b], data.y_val[b], arch) * len(b) for b in batches]
-                                    for arch in encoded])
+                correct, losses = np.zeros((len(encoded), len(batches))), np.zeros(len(encoded))
+                for a, arch in enumerate(encoded):
+                    for i, b in enumerate(batches):
+                        p = forward(tf.constant(x_val[b]), tf.constant(arch)).numpy()
+                        correct[a, i] = np.sum(np.argmax(p, axis=1) == data.y_val[b])
+                        losses[a] -= np.sum(np.log(np.clip(p[np.arange(len(b)), data.y_val[b]], 1e-7, 1.0)))
                 sizes = np.array([len(b) for b in batches])
                 scores[epoch] = (list(correct[:, :first].sum(1) / sizes[:first].sum()),
-                                 list(correct.sum(1) / sizes.sum()))
+                                 list(correct.sum(1) / sizes.sum()), list(-losses / sizes.sum()))
     supernet = None
     release_memory()
     return scores, time.monotonic() - started
@@ -171,12 +189,44 @@ def scratch_score(architecture, data, epochs, batch_size, seed):
     return history["val_accuracy"][-1], params, time.monotonic() - started
 
 
+BOOTSTRAPS = 2000
+
+
+def bootstrap_tau(scores, truth, resamples=BOOTSTRAPS, seed=0):
+    """Kendall tau of `scores` against `truth` over `resamples` resamples of the architectures (with replacement);
+    the same `seed` draws the same resamples, so two scorings' taus pair up.
+
+    >>> taus = bootstrap_tau([1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 6, 5], resamples=200)
+    >>> bool(0.3 < np.nanmedian(taus) <= 1.0)
+    True
+    """
+    from scipy.stats import kendalltau
+
+    scores, truth = np.asarray(scores, float), np.asarray(truth, float)
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(resamples):
+        rows = rng.integers(len(scores), size=len(scores))
+        taus.append(kendalltau(scores[rows], truth[rows])[0])  # NaN where a resample has no pair to rank
+    return np.asarray(taus)
+
+
+def with_interval(scores, truth):
+    """Kendall tau of `scores` against `truth`, and its 90% bootstrap interval, as text."""
+    from scipy.stats import kendalltau
+
+    low, high = np.nanpercentile(bootstrap_tau(scores, truth), [5, 95])
+    return f"{kendalltau(scores, truth)[0]:.3f} [{low:.2f}, {high:.2f}]"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
     parser.add_argument("--space", choices=("macro", "micro"), default="macro")
     parser.add_argument("--architectures", type=int, default=20)
-    parser.add_argument("--sampling", default="uniform,fair", help="comma-separated: uniform, fair")
+    parser.add_argument("--sampling", default="uniform,fair",
+                        help="comma-separated: uniform, fair; each optionally @ the supernet's learning rate, "
+                             "e.g. uniform@0.003 (default: the search's)")
     parser.add_argument("--supernet-epochs", type=int, default=10)
     parser.add_argument("--trial-epochs", type=int, default=3)
     parser.add_argument("--scoring-images", type=int, default=2000)
@@ -214,8 +264,10 @@ def main(argv=None):
                       {max(1, args.supernet_epochs // 4), max(1, args.supernet_epochs // 2), args.supernet_epochs})
     shared = {}
     for sampling in args.sampling.split(","):
-        shared[sampling] = shared_scores(space, data, encoded, sampling, args.supernet_epochs, args.batch_size,
-                                         args.scoring_images, args.seed, score_at)
+        mode, _, rate = sampling.partition("@")
+        shared[sampling] = shared_scores(space, data, encoded, mode, args.supernet_epochs, args.batch_size,
+                                         args.scoring_images, args.seed, score_at,
+                                         learning_rate=float(rate) if rate else None)
         print(f"{sampling}: supernet trained and scored in {shared[sampling][1]:.0f} s", flush=True)
     last = {sampling: scores[args.supernet_epochs][1] for sampling, (scores, _) in shared.items()}
     scratch, runs = [], []
@@ -244,14 +296,28 @@ def main(argv=None):
              f"recipe without flips, one cycle over the epochs; the mean over {args.scratch_seeds} "
              f"seed(s). Shared-weight score: after the supernet epoch in the table, on the first 512 "
              f"(the search's own number) and on all {scoring_images} of the same validation images.", "",
-             "| sampling | supernet epochs | Kendall tau (512 images) | Kendall tau (all) | Spearman (all) |",
-             "|---|---|---|---|---|"]
+             "Kendall tau of the shared accuracy (on 512 and on all images) and of the shared cross-entropy "
+             "(on all images, lower ranked better), each with its 90% bootstrap interval over the architectures "
+             f"({BOOTSTRAPS} resamples): with {len(architectures)} architectures one tau is a rough figure.", "",
+             "| sampling | supernet epochs | Kendall tau, accuracy (512 images) | Kendall tau, accuracy (all) "
+             "| Kendall tau, cross-entropy (all) | Spearman, accuracy (all) |",
+             "|---|---|---|---|---|---|"]
     for sampling, (scores, seconds) in shared.items():
-        for epoch, (few, every) in scores.items():
-            tau_few, tau, rho = kendalltau(few, truth)[0], kendalltau(every, truth)[0], spearmanr(every, truth)[0]
-            lines.append(f"| {sampling} | {epoch} | {tau_few:.3f} | {tau:.3f} | {rho:.3f} |")
-            print(f"{sampling} after {epoch} epoch(s): Kendall tau {tau_few:.3f} (512 images), {tau:.3f} (all), "
-                  f"Spearman {rho:.3f}", flush=True)
+        for epoch, (few, every, fit) in scores.items():
+            cells = [with_interval(few, truth), with_interval(every, truth), with_interval(fit, truth)]
+            rho = spearmanr(every, truth)[0]
+            lines.append(f"| {sampling} | {epoch} | " + " | ".join(cells) + f" | {rho:.3f} |")
+            print(f"{sampling} after {epoch} epoch(s): Kendall tau {cells[0]} (512 images), {cells[1]} (all), "
+                  f"{cells[2]} (cross-entropy, all), Spearman {rho:.3f}", flush=True)
+    modes = list(shared)
+    for sampling in modes[1:]:  # each mode against the first, on the same architectures and truth
+        ours, first = (np.asarray(shared[m][0][args.supernet_epochs][1]) for m in (sampling, modes[0]))
+        differences = bootstrap_tau(ours, truth) - bootstrap_tau(first, truth)  # the same resamples
+        low, high = np.nanpercentile(differences, [5, 95])
+        lines += ["", f"{sampling} against {modes[0]} after {args.supernet_epochs} epochs, Kendall tau of the accuracy "
+                  f"on all images: {kendalltau(ours, truth)[0] - kendalltau(first, truth)[0]:+.3f}, 90% paired "
+                  f"bootstrap interval [{low:+.2f}, {high:+.2f}]."]
+        print(lines[-1], flush=True)
     if repeatability is not None:
         lines += ["", f"The truth's own repeatability: Kendall tau {repeatability:.3f} between the from-scratch "
                   "scores of the first two seeds. No shared-weight ranking can be expected to agree with the "
