@@ -8,6 +8,7 @@ import pytest
 
 from automl_kit import ImageClassifier
 from automl_kit.blocks import MacroSearchSpace, MicroSearchSpace, build_model
+from automl_kit.blocks.architecture import architecture_from_dict
 from automl_kit.data import InputSpec
 from automl_kit.tuner import training
 from automl_kit.tuner.controller import Controller
@@ -350,3 +351,38 @@ def test_without_a_time_limit_a_first_rung_trains_at_least_min_rung_steps(tmp_pa
     trains 100 steps' worth, 5 epochs, and no rung more than `epochs=10`."""
     trials, _, _, _ = _scripted_confirmation(tmp_path, [0.50, 0.90, 0.70, 0.80, 0.60], train_images=640)
     assert [t.best_epoch for t in trials] == [5] * 5 + [10] * 3 + [10] * 2
+
+
+def test_the_candidates_are_ranked_by_their_score_on_all_the_scoring_images(tmp_path):
+    """Every architecture is scored on the first 512 images; the candidates again on all of them
+    (up to RESCORING_SAMPLES), and the supernet's pick is the best of that second scoring."""
+    from automl_kit.tuner import Project
+    from automl_kit.tuner.enas import SCORING_SAMPLES, SharedWeightSearch
+
+    space = MacroSearchSpace((8, 8))
+    project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
+    search = SharedWeightSearch(project=project, search_space=space, objective="val_accuracy", seed=0)
+    prior = tuple(space.encode(space.prior()))
+    lucky, better, other = list(dict.fromkeys(
+        k for k in (tuple(space.encode(space.sample(np.random.default_rng(i)))) for i in range(9)) if k != prior))[:3]
+    draws = iter([lucky, better, other])
+    search._sample = lambda controller, rng: (list(next(draws, lucky)), None)
+    x_val = np.arange(2000)  # each "image" is its index, so the fake supernet knows which it scores
+    first, calls = set(), []
+
+    class FakeSupernet:  # `lucky` is right on the images of the first scoring only, `better` on 90% of all
+        def accuracy(self, x, y, decisions):
+            key = tuple(decisions)
+            calls.append(key)
+            if set(calls) == {prior}:  # the first scoring, the prior's, sees the images every one sees
+                first.update(x.tolist())
+            right = {lucky: np.isin(x, list(first)), better: x % 10 != 0, other: x % 2 == 0}
+            return float(np.mean(right.get(key, x % 5 != 0)))  # the prior: 80% right
+
+    data = SimpleNamespace(x_val=x_val, y_val=np.zeros(2000, int))
+    state = search._derive({}, FakeSupernet(), None, data, x_val, max_trials=3, deadline=None, progress=_silent())
+    assert len(first) == SCORING_SAMPLES and state["scoring_images"] == [SCORING_SAMPLES, 2000]
+    ranked = [tuple(space.encode(architecture_from_dict(c["architecture"]))) for c in state["candidates"]]
+    # On the 512 images `lucky` scored 1.0 and led; on all 2,000 `better` leads, and the prior stays second.
+    assert ranked == [better, prior, lucky]
+    assert [c["shared_score"] for c in state["candidates"]] == pytest.approx([0.9, 0.8, 0.256])
