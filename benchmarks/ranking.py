@@ -367,7 +367,8 @@ def main(argv=None):
                   "truth much better than the truth agrees with itself."]
     lines += ["", "Supernet seconds (training and scoring): "
               + ", ".join(f"{sampling} {seconds:.0f}" for sampling, (_, seconds) in shared.items()) + "; "
-              f"from scratch {sum(s[2] for s in scratch):.0f} in all."]
+              + ("from scratch not trained in this run (its scores reused)." if args.truth_from else
+                 f"from scratch {sum(s[2] for s in scratch):.0f} in all.")]
     params = [s[1] for s in scratch]
     lines += ["", "Kendall tau against the parameter count: from scratch "
               f"{kendalltau(params, truth)[0]:.3f}, " + ", ".join(
