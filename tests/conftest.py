@@ -70,6 +70,20 @@ def small_digits():
     return digits.images[:400], digits.target[:400]
 
 
+@pytest.fixture
+def small_search_data(small_digits):
+    """The search's view of `small_digits`: a SearchData of 300 images to train on (10 steps of 32) and 100
+    to validate on, standardised by their own mean and variance."""
+    from automl_kit.data import InputSpec
+    from automl_kit.tuner import SearchData
+
+    x, y = small_digits
+    x = np.asarray(x, np.float32)
+    return SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:],
+                      input_spec=InputSpec((8, 8), (8, 8, 1)), num_classes=10, mean=(float(x.mean()),),
+                      variance=(float(x.var()),))
+
+
 @pytest.fixture(scope="session")
 def fitted_digits_run(digits_split):
     """(classifier, stdout, stderr): a default ImageClassifier (ENAS) fitted with

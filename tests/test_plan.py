@@ -9,7 +9,6 @@ from automl_kit import ImageClassifier
 from automl_kit.blocks import MacroSearchSpace, MicroSearchSpace
 from automl_kit.blocks.builder import build_model
 from automl_kit.data import InputSpec
-from automl_kit.tuner import SearchData
 from automl_kit.tuner.budget import TimeBudget
 from automl_kit.tuner import plan
 from automl_kit.tuner.enas import SharedWeightSearch
@@ -29,17 +28,8 @@ def test_the_prior_is_an_architecture_of_its_space(space_class, shape):
     assert ("identity" in text) if space_class is MicroSearchSpace else ("conv3x3" in text and "(+0)" in text)
 
 
-def _digits_400(small_digits):
-    """SearchData of the 400 8x8 digits: 300 to train on (10 steps of 32), 100 to validate on."""
-    x, y = small_digits
-    x = x[..., None]
-    return SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:],
-                      input_spec=InputSpec.infer(x, None), num_classes=10, mean=(float(x.mean()),),
-                      variance=(float(x.var()),))
-
-
-def test_the_plan_weighs_the_supernet_against_the_budget(small_digits, monkeypatch):
-    data = _digits_400(small_digits)
+def test_the_plan_weighs_the_supernet_against_the_budget(small_search_data, monkeypatch):
+    data = small_search_data
     space = MicroSearchSpace((8, 8))
     # A supernet share above MIN_SUPERNET_SECONDS is measured; traces priced beyond it do not fit.
     monkeypatch.setattr(plan, "SUPERNET_SETUP_FACTOR", 1000.0)
@@ -61,8 +51,8 @@ def test_the_plan_weighs_the_supernet_against_the_budget(small_digits, monkeypat
     assert roomy.halving_seconds([3, 2]) == pytest.approx(5 * roomy.trial_setup_seconds + 7 * first)
 
 
-def test_the_plan_keeps_the_final_trainings_epochs(small_digits, monkeypatch):
-    data = _digits_400(small_digits)
+def test_the_plan_keeps_the_final_trainings_epochs(small_search_data, monkeypatch):
+    data = small_search_data
     space = MicroSearchSpace((8, 8))
     # The prior measured at a 1 s setup and 10 ms a step; a supernet priced at nothing.
     monkeypatch.setattr(plan, "measure", lambda *args: (1.0, 0.01))
@@ -94,8 +84,8 @@ def test_the_plan_keeps_the_final_trainings_epochs(small_digits, monkeypatch):
     assert alone.trial_then_final(5.0 + 0.27) and not alone.trial_then_final(5.0 + 0.25)
 
 
-def test_the_supernet_ends_early_enough_to_confirm_its_pick_against_the_prior(small_digits, monkeypatch):
-    data = _digits_400(small_digits)
+def test_the_supernet_ends_early_enough_to_confirm_its_pick_against_the_prior(small_search_data, monkeypatch):
+    data = small_search_data
     space = MicroSearchSpace((8, 8))
     # A 1 s setup and 10 ms a step: a first-rung trial costs 4 s fixed and 100 steps, 5 s; two of them 10 s.
     monkeypatch.setattr(plan, "measure", lambda *args: (1.0, 0.01))

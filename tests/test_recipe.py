@@ -233,13 +233,8 @@ def test_exported_scaled_model_with_test_time_views_matches_predict_proba_in_a_f
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_measure_times_real_training_steps_of_a_candidate(small_digits):
-    from automl_kit.tuner import SearchData
-
-    x, y = small_digits
-    spec = InputSpec(input_shape=(8, 8), image_shape=(8, 8, 1))
-    data = SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:], input_spec=spec,
-                      num_classes=10, mean=(4.9,), variance=(36.0,))
+def test_measure_times_real_training_steps_of_a_candidate(small_search_data):
+    data = small_search_data
     architecture = MicroSearchSpace((8, 8)).sample(np.random.default_rng(0))
     setup, step = plan.measure(architecture, data, 32, Recipe.for_final((8, 8, 1), fill=(4.9,)))
     assert 0 < step < setup  # the first step holds the trace

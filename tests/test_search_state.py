@@ -129,13 +129,7 @@ def test_max_model_size_is_honoured(small_digits):
     assert clf.export_model().count_params() <= 20_000
 
 
-def _search_data(x, y):
-    x = np.asarray(x, np.float32)
-    return SearchData(x_train=x[:300], y_train=y[:300], x_val=x[300:], y_val=y[300:],
-                      input_spec=InputSpec((8, 8), (8, 8, 1)), num_classes=10, mean=(0.0,), variance=(1.0,))
-
-
-def test_a_later_rungs_trial_keeps_its_weights_for_the_final_training(small_digits, tmp_path):
+def test_a_later_rungs_trial_keeps_its_weights_for_the_final_training(small_search_data, tmp_path):
     """The halving ranks a later rung's trials first: a trial of rung 2 is among the best two even below the
     scores of rung 1, so its weights stay on disk for the final training to go on from. Before its rung was
     set inside `train_trial`, it counted as rung 0 there and its weights were deleted at once."""
@@ -147,16 +141,15 @@ def test_a_later_rungs_trial_keeps_its_weights_for_the_final_training(small_digi
     project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
     search = SharedWeightSearch(project=project, search_space=space, objective="val_accuracy", seed=0)
     earlier = [Trial(f"000{i}", architecture, COMPLETED, score=1.0, rung=1, epochs_run=1) for i in range(2)]
-    trial = search.train_trial("0002", architecture, _search_data(*small_digits), epochs=1, batch_size=32,
+    trial = search.train_trial("0002", architecture, small_search_data, epochs=1, batch_size=32,
                                callbacks=(), deadline=None, seed=0, previous_trials=earlier, rung=2)
     assert trial.status == COMPLETED and trial.score < 1.0
     assert os.path.exists(project.weights_path("0002"))
     assert trial.rung == 2
 
 
-def test_nan_trial_is_recorded_as_failed_and_search_goes_on(small_digits, tmp_path):
-    x, y = small_digits
-    good = _search_data(x, y)
+def test_nan_trial_is_recorded_as_failed_and_search_goes_on(small_search_data, tmp_path):
+    good = small_search_data
 
     class FlakyData(SearchData):
         calls = 0
@@ -179,9 +172,8 @@ def test_nan_trial_is_recorded_as_failed_and_search_goes_on(small_digits, tmp_pa
     assert stored["status"] == "failed" and "NaN" in stored["failure_reason"]
 
 
-def test_consecutive_failures_stop_the_search_with_reasons(small_digits, tmp_path):
-    x, y = small_digits
-    good = _search_data(x, y)
+def test_consecutive_failures_stop_the_search_with_reasons(small_search_data, tmp_path):
+    good = small_search_data
 
     class BrokenData(SearchData):
         def build(self, architecture):
@@ -376,7 +368,7 @@ def test_enas_search_killed_between_epochs_resumes_from_its_checkpoint(tmp_path)
     assert len(after["shared_weights"]["history"]) == epochs
 
 
-def test_a_freed_model_costs_one_full_garbage_collection_and_a_sized_one_none(small_digits):
+def test_a_freed_model_costs_one_full_garbage_collection_and_a_sized_one_none(small_search_data):
     """Each full collection walks every object Python tracks (0.21 s with TensorFlow loaded): Keras's
     clear_session runs one, and release_memory once ran a second after it."""
     import gc
@@ -393,7 +385,7 @@ def test_a_freed_model_costs_one_full_garbage_collection_and_a_sized_one_none(sm
     try:
         release_memory()
         assert len(full) == 1
-        _search_data(*small_digits).count_params(MacroSearchSpace((8, 8)).prior())
+        small_search_data.count_params(MacroSearchSpace((8, 8)).prior())
         assert len(full) == 1
     finally:
         gc.callbacks.remove(count)
