@@ -236,7 +236,7 @@ def test_exported_scaled_model_with_test_time_views_matches_predict_proba_in_a_f
 def test_measure_times_real_training_steps_of_a_candidate(small_search_data):
     data = small_search_data
     architecture = MicroSearchSpace((8, 8)).sample(np.random.default_rng(0))
-    setup, step = plan.measure(architecture, data, 32, Recipe.for_final((8, 8, 1), fill=(4.9,)))
+    setup, step = plan.measure(architecture, data, 32, Recipe.for_final((8, 8, 1), fill=data.mean))
     assert 0 < step < setup  # the first step holds the trace
 
 
