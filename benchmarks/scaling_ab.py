@@ -31,6 +31,21 @@ in the product the unscaled network goes on from its trial's weights, and a
 colour network predicts with test-time flips. One product run on CIFAR-10
 (README) had the wider network ahead without test-time flips and behind with
 them.
+
+Narrower, for a found size with too little time (`final.NARROWINGS`): at
+equal predicted time (x0.75 wide costs 0.61 of the base a step, x0.5 0.32),
+measured 2026-12-07 at 99532b4, two runs at a time (seconds on one thread):
+
+| dataset, seed | x1, 4 epochs | x0.5, 12 | x1, 8 | x0.75, 13 | x0.5, 24 |
+|---|---|---|---|---|---|
+| Fashion-MNIST, 0 | 0.8940 (307 s) | 0.9030 (350 s) | 0.9040 (533 s) | 0.9095 (610 s) | 0.9030 (508 s) |
+| Fashion-MNIST, 1 | 0.8875 (260 s) | 0.9065 (242 s) | 0.8970 (525 s) | 0.9130 (485 s) | 0.9120 (565 s) |
+| CIFAR-10, 0 | 0.6765 (382 s) | 0.7165 (519 s) | 0.7535 (782 s) | 0.7735 (880 s) | 0.7710 (900 s) |
+
+The size whose epochs come nearest 15 (x0.5 for the base's 4, x0.75 for
+its 8) won or tied every time. The seconds overlap other runs and are
+rough: on CIFAR-10 the narrower networks took 12 to 36% longer than
+predicted, so some of their lead there is time.
 """
 
 import sys

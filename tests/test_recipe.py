@@ -189,6 +189,39 @@ def test_scaling_picks_the_largest_candidate_whose_estimated_epochs_fit():
     assert final.scale(trial, Data(), None, None, Progress(0))[0] == base
 
 
+def test_a_found_size_short_of_the_least_epochs_is_narrowed_to_the_size_nearest_them():
+    from automl_kit.tuner.progress import Progress
+
+    base = MacroSearchSpace((8, 8)).sample(np.random.default_rng(0))
+
+    class Data:  # what `scale` reads of SearchData; the step cost grows with the width squared
+        growth = 1.25
+
+        def size_and_cost(self, architecture):
+            return architecture.filters * 1000, 1e6 * (architecture.filters / base.filters) ** 2
+
+    trial = Trial("0000", base, "completed", epochs_run=2, history={"epoch_seconds": [1.0, 1.0],
+                                                                      "setup_seconds": [1.0]})
+
+    def scaled(seconds, trial_epochs):
+        return final.scale(trial, Data(), time.monotonic() + seconds, None, Progress(0), trial_epochs)
+
+    # 1.25 s an epoch of all the data: in 10 s the found size has about 7 epochs, x0.75 wide about 13 and x0.5 wide
+    # about 29; x0.75 comes nearest MIN_EPOCHS.
+    chosen, record = scaled(10.0, 0.0)
+    assert chosen == base.scaled(0.75, 1) and record["width"] == 0.75 and 12 < record["predicted_epochs"] < 14
+    assert [e["width"] for e in record["estimated"]] == [0.75, 0.5]
+    # In 6 s: about 4, 7 and 16 epochs.
+    assert scaled(6.0, 0.0)[0] == base.scaled(0.5, 1)
+    # Ten epochs of the trial that the found size goes on from bring it to MIN_EPOCHS: nothing is narrowed (and
+    # nothing widened: x1.5 wide would train about 3).
+    chosen, record = scaled(10.0, 10.0)
+    assert chosen == base and record["width"] == 1.0
+    # In 3 s none reaches MIN_EPOCHS: the nearest, the found size counted with its trial's epochs.
+    assert scaled(3.0, 0.0)[0] == base.scaled(0.5, 1)
+    assert scaled(3.0, 8.0)[0] == base
+
+
 def test_exported_scaled_model_with_test_time_views_matches_predict_proba_in_a_fresh_process(monkeypatch,
                                                                                             small_digits, tmp_path,
                                                                                             capsys):
