@@ -102,7 +102,7 @@ def scale(best, data, deadline, max_model_size, progress, trial_epochs=0.0):
     estimating_ends = time.monotonic() + ESTIMATE_SHARE * (deadline - time.monotonic())
     base_cost = data.size_and_cost(base)[1]
 
-    def estimate(width, depth):  # (candidate, params, predicted epochs), or None past max_model_size
+    def estimate(width, depth):  # (candidate, predicted epochs), or None past max_model_size
         candidate = base.scaled(width, depth)
         params, cost = data.size_and_cost(candidate)
         if max_model_size is not None and params > max_model_size:
