@@ -157,54 +157,55 @@ def test_a_scaled_architecture_round_trips_through_json_and_builds(space):
     assert large.output_shape == (None, 10)
 
 
+class _PricedData:
+    """What `final.scale` reads of SearchData: a step cost that grows with the width squared and with the depth."""
+
+    growth = 1.25
+
+    def __init__(self, base):
+        self.base = base
+
+    def size_and_cost(self, architecture):
+        width = architecture.filters / self.base.filters
+        depth = architecture.cells_per_stage / self.base.cells_per_stage
+        return architecture.filters * 1000, 1e6 * width**2 * depth
+
+
+def _trial_of(base):
+    """A completed trial of `base`: 2 epochs of 1 s each after 1 s of setup."""
+    return Trial("0000", base, "completed", epochs_run=2, history={"epoch_seconds": [1.0, 1.0],
+                                                                   "setup_seconds": [1.0]})
+
+
 def test_scaling_picks_the_largest_candidate_whose_estimated_epochs_fit():
     from automl_kit.tuner.progress import Progress
 
     base = MicroSearchSpace((8, 8)).sample(np.random.default_rng(0))
-
-    class Data:  # what `scale` reads of SearchData
-        x_train, x_val = np.zeros((800, 8, 8)), np.zeros((200, 8, 8))
-        growth = 1.25
-
-        def size_and_cost(self, architecture):  # multiply-adds grow with width squared and with depth
-            width, depth = architecture.filters / base.filters, architecture.cells_per_stage / base.cells_per_stage
-            return architecture.filters * 1000, 1e6 * width**2 * depth
-
-    trial = Trial("0000", base, "completed", epochs_run=2, history={"epoch_seconds": [1.0, 1.0],
-                                                                      "setup_seconds": [1.0]})
-    import time
+    trial = _trial_of(base)
 
     assert final.MIN_EPOCHS == 15
     deadline = time.monotonic() + 100.0
-    chosen, record = final.scale(trial, Data(), deadline, None, Progress(0))
+    chosen, record = final.scale(trial, _PricedData(base), deadline, None, Progress(0))
     # An epoch of all the data takes 1.25 s as found: x2 wide (4x, ~20 epochs) fits, x2 wide and deep (8x, ~10
     # less the doubled setup) does not.
     assert chosen == base.scaled(2, 1) and (record["width"], record["depth"]) == (2, 1)
     assert [(e["width"], e["depth"]) for e in record["estimated"]] == [(1.5, 1), (2, 1), (2, 2)]
     assert [e["cost_ratio"] for e in record["estimated"]] == [2.25, 4.0, 8.0]
     # max_model_size stops the candidates before they are priced.
-    chosen, record = final.scale(trial, Data(), deadline, 30 * 1000, Progress(0))
+    chosen, record = final.scale(trial, _PricedData(base), deadline, 30 * 1000, Progress(0))
     assert chosen == base.scaled(1.5, 1) and len(record["estimated"]) == 1
     # Without a time budget the architecture trains as found.
-    assert final.scale(trial, Data(), None, None, Progress(0))[0] == base
+    assert final.scale(trial, _PricedData(base), None, None, Progress(0))[0] == base
 
 
 def test_a_found_size_short_of_the_least_epochs_is_narrowed_to_the_size_nearest_them():
     from automl_kit.tuner.progress import Progress
 
-    base = MacroSearchSpace((8, 8)).sample(np.random.default_rng(0))
-
-    class Data:  # what `scale` reads of SearchData; the step cost grows with the width squared
-        growth = 1.25
-
-        def size_and_cost(self, architecture):
-            return architecture.filters * 1000, 1e6 * (architecture.filters / base.filters) ** 2
-
-    trial = Trial("0000", base, "completed", epochs_run=2, history={"epoch_seconds": [1.0, 1.0],
-                                                                      "setup_seconds": [1.0]})
+    base = MicroSearchSpace((8, 8)).sample(np.random.default_rng(0))
+    trial = _trial_of(base)
 
     def scaled(seconds, trial_epochs):
-        return final.scale(trial, Data(), time.monotonic() + seconds, None, Progress(0), trial_epochs)
+        return final.scale(trial, _PricedData(base), time.monotonic() + seconds, None, Progress(0), trial_epochs)
 
     # 1.25 s an epoch of all the data: in 10 s the found size has about 7 epochs, x0.75 wide about 13 and x0.5 wide
     # about 29; x0.75 comes nearest MIN_EPOCHS.
@@ -213,10 +214,10 @@ def test_a_found_size_short_of_the_least_epochs_is_narrowed_to_the_size_nearest_
     assert [e["width"] for e in record["estimated"]] == [0.75, 0.5]
     # In 6 s: about 4, 7 and 16 epochs.
     assert scaled(6.0, 0.0)[0] == base.scaled(0.5, 1)
-    # Ten epochs of the trial that the found size goes on from bring it to MIN_EPOCHS: nothing is narrowed (and
-    # nothing widened: x1.5 wide would train about 3).
+    # Ten epochs of the trial that the found size goes on from bring it to MIN_EPOCHS: nothing is narrowed, and
+    # nothing is widened or priced (a wider network starts from scratch: x1.5 wide would train about 3).
     chosen, record = scaled(10.0, 10.0)
-    assert chosen == base and record["width"] == 1.0
+    assert chosen == base and record["width"] == 1.0 and record["estimated"] == []
     # In 3 s none reaches MIN_EPOCHS: the nearest, the found size counted with its trial's epochs.
     assert scaled(3.0, 0.0)[0] == base.scaled(0.5, 1)
     assert scaled(3.0, 8.0)[0] == base

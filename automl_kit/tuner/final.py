@@ -136,6 +136,8 @@ def scale(best, data, deadline, max_model_size, progress, trial_epochs=0.0):
             if epochs >= MIN_EPOCHS:
                 break
         return chosen, record
+    if record["predicted_epochs"] < MIN_EPOCHS:
+        return base, record  # its trial's epochs make up for it; a scaled network, from scratch, could not
     chosen = base
     for width, depth in SCALINGS:
         if time.monotonic() > estimating_ends:
@@ -175,12 +177,12 @@ def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project
     flip = data.image_shape is not None and flips_for(best, data.num_classes)
     deadline, decay = None, "epochs"
     trial_weights = project.weights_path(best.trial_id)
+    trial_kept = os.path.exists(trial_weights)
     if budget is not None:
         deadline = budget.end
         if until_deadline or budget.final_training_estimate(best, data.growth, epochs) > budget.remaining():
             decay = "deadline"
-            if budget.final_training_estimate(best, data.growth, 1) > budget.remaining() and os.path.exists(
-                    trial_weights):
+            if budget.final_training_estimate(best, data.growth, 1) > budget.remaining() and trial_kept:
                 progress.line(f"Less than an epoch is left: the final model is trial {best.trial_id}'s.")
                 model = data.build(best.architecture)
                 model.load_weights(trial_weights)
@@ -189,12 +191,12 @@ def train_final(best, epochs, data, batch_size, callbacks, budget, seed, project
                                "scaling": {"width": 1.0, "depth": 1, "estimated": []}, "recipe": None,
                                "test_time_augmentation": views, "params": int(model.count_params())}
     # The found size goes on from the trial's weights, where kept: their epochs, over all the data, count for it.
-    trial_epochs = best.epochs_run / data.growth if os.path.exists(trial_weights) else 0.0
+    trial_epochs = best.epochs_run / data.growth if trial_kept else 0.0
     architecture, scaling = scale(best, data, deadline if decay == "deadline" else None, max_model_size, progress,
                                   trial_epochs)
     recipe = Recipe.for_final(data.image_shape, data.mean, flip=flip,
                               epochs=scaling.get("predicted_epochs") if decay == "deadline" else epochs)
-    from_trial = architecture == best.architecture and os.path.exists(trial_weights)
+    from_trial = architecture == best.architecture and trial_kept
     how = "from the best trial's weights" if from_trial else "from scratch"
     if decay == "deadline":
         how += " until the time limit"
