@@ -174,9 +174,13 @@ class Plan:
 
     def trial_then_final(self, seconds_left):
         """Whether, with `seconds_left` of the budget, a first rung's least trial of the prior still leaves its final
-        training `FINAL_EPOCHS_AFTER_TRIAL` epochs over all the data (never where nothing was measured)."""
+        training its setup and `FINAL_EPOCHS_AFTER_TRIAL` epochs over all the data (never where nothing was
+        measured). The final model is built and traced anew: without its setup priced, a trial on a loaded
+        machine left the final stage less than an epoch, and the trial's model, trained on the training
+        images alone, was the final model."""
         return self.final_seconds is not None and (  # priced only where measured
-            seconds_left - self.halving_seconds([1]) >= FINAL_EPOCHS_AFTER_TRIAL * self.final_epoch_seconds)
+            seconds_left - self.halving_seconds([1])
+            >= self.setup_seconds + FINAL_EPOCHS_AFTER_TRIAL * self.final_epoch_seconds)
 
     @property
     def trial_setup_seconds(self):
