@@ -161,3 +161,30 @@ def test_without_room_for_a_search_the_prior_trains_briefly_then_on_all_the_data
     # The final stage trained (on training + validation images): the trial was not the final model.
     assert clf.final_["how"].endswith("until the time limit") and clf.final_["epochs"] >= 1
     assert clf.score(x, y) > 0.5
+
+
+def test_a_one_candidate_short_of_the_least_epochs_trains_narrowed(small_search_data, tmp_path):
+    # Where the prior alone trains toward the limit as the final model, it is narrowed as the final stage would
+    # narrow it (final.narrowed), at the plan's epoch times the ratio of their step costs.
+    from automl_kit.blocks.architecture import architecture_from_dict
+    from automl_kit.tuner.progress import Progress
+    from automl_kit.tuner.project import Project
+
+    space = MacroSearchSpace((8, 8))
+    project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
+    search = SharedWeightSearch(project=project, search_space=space, objective="val_accuracy", seed=0)
+    state = search._from_scratch_candidates({}, small_search_data, 1, Progress(0))
+    alone = Plan(shared_weights=False, setup_seconds=1.0, step_seconds=0.1, epoch_seconds=1.0, supernet_seconds=50.0,
+                 available_seconds=10.0, search_share=0, final_seconds=100.0)
+
+    def one_candidate(seconds):
+        narrowed = search._narrow_one_candidate(state, alone, small_search_data, seconds, Progress(0))
+        assert project.state["shared_weights"] == narrowed  # kept for a resumed search
+        return architecture_from_dict(narrowed["candidates"][0]["architecture"]), narrowed["narrowed"]
+
+    # 6 s less the trial's fixed cost (4 setups) leave the prior 2 epochs: x0.75 wide trains about 3, x0.5 about 6.
+    architecture, record = one_candidate(6.0)
+    assert architecture == space.prior().scaled(0.5, 1) and record == {"width": 0.5, "predicted_epochs": 2.0}
+    # With 30 s, 26 epochs: the prior trains as it is.
+    architecture, record = one_candidate(30.0)
+    assert architecture == space.prior() and record == {"width": 1.0, "predicted_epochs": 26.0}

@@ -41,6 +41,7 @@ from automl_kit.blocks.architecture import architecture_from_dict
 from automl_kit.tuner.base import SearchStrategy, forgetting_custom_gradients, release_memory
 from automl_kit.tuner.controller import Controller
 from automl_kit.tuner.device_data import on_device, take
+from automl_kit.tuner.final import MIN_EPOCHS, narrowed
 from automl_kit.tuner.halving import pending, rung_epochs, rung_sizes
 from automl_kit.tuner.plan import Plan, least_rung_epochs, plan_search
 from automl_kit.tuner.progress import Progress
@@ -355,6 +356,9 @@ class SharedWeightSearch(SearchStrategy):
                     end = budget.end - min(FINAL_SAVE_SHARE * budget.seconds, FINAL_SAVE_SECONDS)
                     progress.line("The one candidate trains with the final recipe toward the time limit, and "
                                   "any time it leaves goes to the final training.")
+                    if plan.measured and "narrowed" not in state:  # decided once: a resumed search keeps it
+                        state = self._narrow_one_candidate(state, plan, data, end - time.monotonic(), progress)
+                        candidates = state["candidates"]
             elif "rungs" not in state:  # decided once: a resumed search keeps its schedule
                 affordable = self._affordable(count, plan, end - time.monotonic())
                 # After a supernet, its pick and the prior are both confirmed: the plan kept their time
@@ -420,6 +424,31 @@ class SharedWeightSearch(SearchStrategy):
                 trial.shared_score = candidate["shared_score"]
                 self.record(trial, trials, progress, bar)
         return trials
+
+    def _narrow_one_candidate(self, state, plan, data, seconds, progress):
+        """The state with its one candidate narrowed where its `seconds` would train it fewer than `MIN_EPOCHS`
+        epochs (`final.narrowed`, priced at the plan's epoch times the ratio of their step costs): the
+        final stage's trade, made where the one candidate is the final model. Full MNIST at 10 minutes, on
+        a day this machine ran at a third of its speed, trained the prior about two epochs this way."""
+        found = architecture_from_dict(state["candidates"][0]["architecture"]) if state["candidates"] else None
+        if not hasattr(found, "scaled"):  # none, or a dense network for tabular features: nothing to narrow
+            return state
+        seconds -= plan.trial_setup_seconds
+        predicted, chosen, width, epochs = seconds / plan.epoch_seconds, found, 1.0, None
+        if predicted < MIN_EPOCHS:
+            found_cost = data.size_and_cost(found)[1]
+
+            def epochs_at(width):
+                return predicted * found_cost / max(data.size_and_cost(found.scaled(width, 1))[1], 1)
+
+            chosen, width, epochs = narrowed(found, predicted, epochs_at)
+        if width != 1.0:
+            progress.line(f"At {predicted:.1f} epoch(s) predicted as it is, it trains x{width:g} wide instead: "
+                          f"{epochs:.1f} epoch(s) predicted, {chosen}.")
+        candidates = [dict(state["candidates"][0], architecture=chosen.to_dict())] + state["candidates"][1:]
+        state = dict(state, candidates=candidates, narrowed={"width": width, "predicted_epochs": round(predicted, 1)})
+        self.project.update_state(shared_weights=state)
+        return state
 
     @staticmethod
     def _affordable(count, plan, seconds):

@@ -116,25 +116,15 @@ def scale(best, data, deadline, max_model_size, progress, trial_epochs=0.0):
         return candidate, epochs
 
     if record["predicted_epochs"] + trial_epochs < MIN_EPOCHS:
-        # The found size has no time to spare: a narrower network trains more epochs from scratch. The size
-        # whose epochs come nearest MIN_EPOCHS (by their ratio) trains, the found size's counted with the
-        # trial's that it keeps; narrower than the first to reach MIN_EPOCHS is only further from it.
-        def distance(epochs):
-            return abs(math.log(max(epochs, 1e-9) / MIN_EPOCHS))
+        # The found size has no time to spare: a narrower network trains more epochs from scratch (the
+        # found size's epochs counted with the trial's that it keeps).
+        def epochs_at(width):
+            estimated = None if time.monotonic() > estimating_ends else estimate(width, 1)
+            return None if estimated is None else estimated[1]
 
-        chosen, nearest = base, distance(record["predicted_epochs"] + trial_epochs)
-        for width in NARROWINGS:
-            if time.monotonic() > estimating_ends:
-                break
-            estimated = estimate(width, 1)
-            if estimated is None:
-                continue
-            candidate, epochs = estimated
-            if distance(epochs) < nearest:
-                chosen, nearest = candidate, distance(epochs)
-                record.update(width=width, predicted_epochs=epochs)
-            if epochs >= MIN_EPOCHS:
-                break
+        chosen, width, epochs = narrowed(base, record["predicted_epochs"] + trial_epochs, epochs_at)
+        if width != 1.0:
+            record.update(width=width, predicted_epochs=epochs)
         return chosen, record
     if record["predicted_epochs"] < MIN_EPOCHS:
         return base, record  # its trial's epochs make up for it; a scaled network, from scratch, could not
@@ -148,6 +138,32 @@ def scale(best, data, deadline, max_model_size, progress, trial_epochs=0.0):
         chosen = estimated[0]
         record.update(width=width, depth=depth, predicted_epochs=estimated[1])
     return chosen, record
+
+
+def narrowed(base, epochs, epochs_at):
+    """(architecture, width, epochs): `base`, which trains `epochs`, or the narrowing of it (`NARROWINGS`)
+    whose epochs come nearest `MIN_EPOCHS` by their ratio; `epochs_at(width)` predicts a narrowing's epochs
+    (None: not a candidate). Narrower than the first to reach `MIN_EPOCHS` is only further from it.
+
+    >>> from automl_kit.blocks.architecture import Architecture, LayerSpec
+    >>> arch = Architecture(32, ((LayerSpec("conv3x3"),),))
+    >>> chosen, width, epochs = narrowed(arch, 4.0, lambda width: 4.0 / (width * width))
+    >>> print(chosen, width, epochs)
+    16 filters | stage 1: conv3x3 | dropout 0.0 0.5 16.0
+    """
+    def distance(epochs):
+        return abs(math.log(max(epochs, 1e-9) / MIN_EPOCHS))
+
+    chosen = (base, 1.0, epochs)
+    for width in NARROWINGS:
+        predicted = epochs_at(width)
+        if predicted is None:
+            continue
+        if distance(predicted) < distance(chosen[2]):
+            chosen = (base.scaled(width, 1), width, predicted)
+        if predicted >= MIN_EPOCHS:
+            break
+    return chosen
 
 
 def with_views(model, recipe, input_spec):
