@@ -37,7 +37,7 @@ import time
 import keras
 import numpy as np
 
-from automl_kit.blocks.architecture import architecture_from_dict
+from automl_kit.blocks.architecture import DenseArchitecture, architecture_from_dict
 from automl_kit.tuner.base import SearchStrategy, forgetting_custom_gradients, release_memory
 from automl_kit.tuner.controller import Controller
 from automl_kit.tuner.device_data import on_device, take
@@ -431,11 +431,13 @@ class SharedWeightSearch(SearchStrategy):
         final stage's trade, made where the one candidate is the final model. Full MNIST at 10 minutes, on
         a day this machine ran at a third of its speed: the prior trained 2 epochs and scored 0.9957, x0.5
         wide 5 and 0.9969 (benchmarks/README.md)."""
-        found = architecture_from_dict(state["candidates"][0]["architecture"]) if state["candidates"] else None
-        if not hasattr(found, "scaled"):  # none, or a dense network for tabular features: nothing to narrow
+        if not state["candidates"]:
             return state
-        seconds -= plan.trial_setup_seconds
-        predicted, chosen, width, epochs = seconds / plan.epoch_seconds, found, 1.0, None
+        found = architecture_from_dict(state["candidates"][0]["architecture"])
+        if isinstance(found, DenseArchitecture):  # a network for tabular features: nothing to narrow
+            return state
+        predicted = (seconds - plan.trial_setup_seconds) / plan.epoch_seconds
+        chosen, width, epochs = found, 1.0, predicted
         if predicted < MIN_EPOCHS:
             found_cost = data.size_and_cost(found)[1]
 
@@ -448,7 +450,7 @@ class SharedWeightSearch(SearchStrategy):
                           f"{epochs:.1f} epoch(s) predicted, {chosen}.")
         candidates = [dict(state["candidates"][0], architecture=chosen.to_dict())] + state["candidates"][1:]
         state = dict(state, candidates=candidates, narrowed={"width": width, "as_found_epochs": round(predicted, 1),
-                                                             "predicted_epochs": round(epochs or predicted, 1)})
+                                                             "predicted_epochs": round(epochs, 1)})
         self.project.update_state(shared_weights=state)
         return state
 
