@@ -164,8 +164,8 @@ def test_without_room_for_a_search_the_prior_trains_briefly_then_on_all_the_data
 
 
 def test_a_one_candidate_short_of_the_least_epochs_trains_narrowed(small_search_data, tmp_path):
-    # Where the prior alone trains toward the limit as the final model, it is narrowed as the final stage would
-    # narrow it (final.narrowed), at the plan's epoch times the ratio of their step costs.
+    # The one candidate is narrowed as the final stage would narrow it (final.narrowed), a narrowing's epochs
+    # priced at the found size's times the ratio of their step costs.
     from automl_kit.blocks.architecture import architecture_from_dict
     from automl_kit.tuner.progress import Progress
     from automl_kit.tuner.project import Project
@@ -174,19 +174,60 @@ def test_a_one_candidate_short_of_the_least_epochs_trains_narrowed(small_search_
     project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
     search = SharedWeightSearch(project=project, search_space=space, objective="val_accuracy", seed=0)
     state = search._from_scratch_candidates({}, small_search_data, 1, Progress(0))
-    alone = Plan(shared_weights=False, setup_seconds=1.0, step_seconds=0.1, epoch_seconds=1.0, supernet_seconds=50.0,
-                 available_seconds=10.0, search_share=0, final_seconds=100.0)
 
-    def one_candidate(seconds):
-        narrowed = search._narrow_one_candidate(state, alone, small_search_data, seconds, Progress(0))
+    def one_candidate(epochs):
+        narrowed = search._narrow_one_candidate(state, small_search_data, epochs, Progress(0))
         assert project.state["shared_weights"] == narrowed  # kept for a resumed search
         return architecture_from_dict(narrowed["candidates"][0]["architecture"]), narrowed["narrowed"]
 
-    # 6 s less the trial's fixed cost (4 setups) leave the prior 2 epochs: x0.75 wide trains about 3, x0.5 about 6.
-    architecture, record = one_candidate(6.0)
+    # 2 epochs predicted for the prior: x0.75 wide trains about 3, x0.5 about 6.
+    architecture, record = one_candidate(2.0)
     assert architecture == space.prior().scaled(0.5, 1)
     assert record["width"] == 0.5 and record["as_found_epochs"] == 2.0 and 4 < record["predicted_epochs"] < 8
-    # With 30 s, 26 epochs: the prior trains as it is.
-    architecture, record = one_candidate(30.0)
+    # 26 epochs: the prior trains as it is.
+    architecture, record = one_candidate(26.0)
     assert architecture == space.prior()
     assert record == {"width": 1.0, "as_found_epochs": 26.0, "predicted_epochs": 26.0}
+
+
+@pytest.mark.parametrize("final_epoch_seconds", [20.0, 0.5])
+def test_a_short_trial_then_final_training_of_the_one_candidate_trains_it_narrowed_first(
+        small_search_data, tmp_path, final_epoch_seconds):
+    # Where the prior trains as a short trial and then on from its weights, the trial trains the narrowed network
+    # where trial and final training together are short of the least epochs: narrowed after the trial (by the
+    # final stage, from scratch), the trial's epochs were lost.
+    from automl_kit.blocks.architecture import architecture_from_dict
+    from automl_kit.tuner.final import MIN_EPOCHS, NARROWINGS
+    from automl_kit.tuner.progress import Progress
+    from automl_kit.tuner.project import Project
+
+    class Trained(Exception):
+        pass
+
+    def train_trial(trial_id, architecture, data, **settings):
+        raise Trained(architecture, settings["deadline"])
+
+    space = MacroSearchSpace((8, 8))
+    project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
+    search = SharedWeightSearch(project=project, search_space=space, objective="val_accuracy", seed=0)
+    search.train_trial = train_trial
+    alone = Plan(shared_weights=False, setup_seconds=1.0, step_seconds=0.1, epoch_seconds=1.0, supernet_seconds=50.0,
+                 available_seconds=10.0, search_share=0, final_seconds=1.0 + plan.FINAL_PRIOR_EPOCHS * final_epoch_seconds)
+    state = search._from_scratch_candidates({"plan": alone.to_dict()}, small_search_data, 1, Progress(0))
+    budget = TimeBudget(100)
+    assert alone.trial_then_final(budget.remaining())
+    # 7.5 epochs of the trial's 10 s over all the data, then 85 s after the final setup: 4.25 or 170 epochs.
+    epochs = alone.trial_then_final_epochs(budget.remaining(), small_search_data.growth)
+    with pytest.raises(Trained) as trained:
+        search._confirm(state, [], small_search_data, 3, 1000, 32, [], budget, Progress(0))
+    architecture, deadline = trained.value.args
+    record = project.state["shared_weights"]["narrowed"]
+    assert record["as_found_epochs"] == pytest.approx(epochs, abs=0.2)
+    if epochs < MIN_EPOCHS:
+        assert architecture in [space.prior().scaled(width, 1) for width in NARROWINGS]
+        assert record["width"] in NARROWINGS and record["predicted_epochs"] > epochs
+    else:
+        assert architecture == space.prior() and record["width"] == 1.0
+    # The trial keeps its length: a first rung's least training and fixed cost.
+    assert deadline - budget.start == pytest.approx(alone.halving_seconds([1]), abs=2.0)
+    assert architecture_from_dict(project.state["shared_weights"]["candidates"][0]["architecture"]) == architecture

@@ -344,7 +344,14 @@ class SharedWeightSearch(SearchStrategy):
                     # least trial would, which tells the final stage its speed and whether flips keep
                     # the labels, and the final training goes on from its weights on all the data.
                     # Trained to the limit as the trial, it would never see the validation images
-                    # (a fifth of MNIST's 60,000).
+                    # (a fifth of MNIST's 60,000). Narrowed first where trial and final training
+                    # together are short of MIN_EPOCHS: otherwise the final stage narrows it after the
+                    # trial, from scratch, and the trial's epochs are lost (the Fashion-MNIST split at 7
+                    # minutes on a slow day: 2 epochs of the prior, then x0.5 wide for 15 from scratch).
+                    if "narrowed" not in state:  # decided once: a resumed search keeps it
+                        epochs = plan.trial_then_final_epochs(budget.end - time.monotonic(), data.growth)
+                        state = self._narrow_one_candidate(state, data, epochs, progress)
+                        candidates = state["candidates"]
                     end = time.monotonic() + trial_seconds
                     progress.line(f"The one candidate trains for about {trial_seconds:.0f} s, then the final "
                                   "training goes on from its weights on training + validation data.")
@@ -357,7 +364,9 @@ class SharedWeightSearch(SearchStrategy):
                     progress.line("The one candidate trains with the final recipe toward the time limit, and "
                                   "any time it leaves goes to the final training.")
                     if plan.measured and "narrowed" not in state:  # decided once: a resumed search keeps it
-                        state = self._narrow_one_candidate(state, plan, data, end - time.monotonic(), progress)
+                        # Its epochs over the training images, after a trial's fixed cost.
+                        epochs = (end - time.monotonic() - plan.trial_setup_seconds) / plan.epoch_seconds
+                        state = self._narrow_one_candidate(state, data, epochs, progress)
                         candidates = state["candidates"]
             elif "rungs" not in state:  # decided once: a resumed search keeps its schedule
                 affordable = self._affordable(count, plan, end - time.monotonic())
@@ -425,18 +434,17 @@ class SharedWeightSearch(SearchStrategy):
                 self.record(trial, trials, progress, bar)
         return trials
 
-    def _narrow_one_candidate(self, state, plan, data, seconds, progress):
-        """The state with its one candidate narrowed where its `seconds` would train it fewer than `MIN_EPOCHS`
-        epochs (`final.narrowed`, priced at the plan's epoch times the ratio of their step costs): the
-        final stage's trade, made where the one candidate is the final model. Full MNIST at 10 minutes, on
-        a day this machine ran at a third of its speed: the prior trained 2 epochs and scored 0.9957, x0.5
-        wide 5 and 0.9969 (benchmarks/README.md)."""
+    def _narrow_one_candidate(self, state, data, predicted, progress):
+        """The state with its one candidate narrowed where it would train `predicted` epochs, fewer than
+        `MIN_EPOCHS` (`final.narrowed`, a narrowing's epochs priced by the ratio of their step costs): the
+        final stage's trade, made before the one candidate trains. Full MNIST at 10 minutes, on a day
+        this machine ran at a third of its speed, where the one candidate is the final model: the prior
+        trained 2 epochs and scored 0.9957, x0.5 wide 5 and 0.9969 (benchmarks/README.md)."""
         if not state["candidates"]:
             return state
         found = architecture_from_dict(state["candidates"][0]["architecture"])
         if isinstance(found, DenseArchitecture):  # a network for tabular features: nothing to narrow
             return state
-        predicted = (seconds - plan.trial_setup_seconds) / plan.epoch_seconds
         chosen, width, epochs = found, 1.0, predicted
         if predicted < MIN_EPOCHS:
             found_cost = data.size_and_cost(found)[1]

@@ -31,8 +31,9 @@ earlier (`Plan.search_share`); where that leaves no room for one trial, no
 search runs: the prior trains as one short trial, and the final training goes
 on from its weights on all the data (where that leaves the final training
 less than its setup and `FINAL_EPOCHS_AFTER_TRIAL` epochs, the prior trains
-toward the limit as the final model instead, narrowed where its time buys
-fewer than `MIN_EPOCHS` epochs: `final.narrowed`). Within the search, the
+toward the limit as the final model instead). On either path the one
+candidate is narrowed first where its time, trial and final training
+together, buys fewer than `MIN_EPOCHS` epochs (`final.narrowed`). Within the search, the
 supernet ends early enough to leave the confirmation room for two
 first-rung trials, its pick and the prior (`Plan.supernet_share`), so that a
 pick is never returned untried against the hand-designed child for want of
@@ -185,6 +186,21 @@ class Plan:
         return self.final_seconds is not None and (  # priced only where measured
             seconds_left - self.halving_seconds([1])
             >= self.setup_seconds + FINAL_EPOCHS_AFTER_TRIAL * self.final_epoch_seconds)
+
+    def trial_then_final_epochs(self, seconds_left, growth):
+        """The prior's epochs over all the data (`growth` times the training images) where, with `seconds_left`,
+        it trains as a first rung's least trial and then on from its weights as the final model: the trial's
+        training and the final training's epochs after its setup.
+
+        >>> plan = Plan(shared_weights=False, setup_seconds=1.0, step_seconds=0.1, epoch_seconds=1.0,
+        ...             supernet_seconds=50.0, available_seconds=10.0, search_share=0, final_seconds=19.75)
+        >>> # A 14 s trial (4 s fixed, 10 s of training: 8 epochs over all the data), then 1 s of setup and
+        >>> # 25 s of final training at 1.25 s an epoch: 20 epochs.
+        >>> plan.trial_then_final_epochs(40.0, growth=1.25)
+        28.0
+        """
+        trial = self.rung_training_seconds(0) / (self.epoch_seconds * growth)
+        return trial + (seconds_left - self.halving_seconds([1]) - self.setup_seconds) / self.final_epoch_seconds
 
     @property
     def trial_setup_seconds(self):
