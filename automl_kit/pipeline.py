@@ -298,7 +298,8 @@ def _search_then_final(project, data, space, *, tuner, seed, objective, max_tria
         started = time.monotonic()
         model, final = train_final(best, epochs if until_deadline else strategy.final_epochs(best, epochs), data,
                                    batch_size, callbacks, budget, seed, project, progress,
-                                   max_model_size=max_model_size, until_deadline=until_deadline)
+                                   max_model_size=max_model_size, until_deadline=until_deadline,
+                                   narrow=not strategy.sized_to_the_budget())
         model.save(project.best_model_path)
         project.update_state(status="completed", best_trial=best.trial_id, max_trials=int(max_trials),
                              final_seconds=time.monotonic() - started, final=final)

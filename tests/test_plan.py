@@ -211,6 +211,7 @@ def test_a_short_trial_then_final_training_of_the_one_candidate_trains_it_narrow
     project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
     search = SharedWeightSearch(project=project, search_space=space, objective="val_accuracy", seed=0)
     search.train_trial = train_trial
+    assert not search.sized_to_the_budget()
     alone = Plan(shared_weights=False, setup_seconds=1.0, step_seconds=0.1, epoch_seconds=1.0, supernet_seconds=50.0,
                  available_seconds=10.0, search_share=0, final_seconds=1.0 + plan.FINAL_PRIOR_EPOCHS * final_epoch_seconds)
     state = search._from_scratch_candidates({"plan": alone.to_dict()}, small_search_data, 1, Progress(0))
@@ -231,3 +232,4 @@ def test_a_short_trial_then_final_training_of_the_one_candidate_trains_it_narrow
     # The trial keeps its length: a first rung's least training and fixed cost.
     assert deadline - budget.start == pytest.approx(alone.halving_seconds([1]), abs=2.0)
     assert architecture_from_dict(project.state["shared_weights"]["candidates"][0]["architecture"]) == architecture
+    assert search.sized_to_the_budget()  # the final stage keeps the width chosen here

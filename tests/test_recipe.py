@@ -221,6 +221,10 @@ def test_a_found_size_short_of_the_least_epochs_is_narrowed_to_the_size_nearest_
     # In 3 s none reaches MIN_EPOCHS: the nearest, the found size counted with its trial's epochs.
     assert scaled(3.0, 0.0)[0] == base.scaled(0.5, 1)
     assert scaled(3.0, 8.0)[0] == base
+    # A one candidate whose width the search chose for the whole budget is not narrowed again: it goes on.
+    chosen, record = final.scale(trial, _PricedData(base), time.monotonic() + 6.0, None, Progress(0), 0.0,
+                                 narrow=False)
+    assert chosen == base and record["width"] == 1.0 and record["estimated"] == []
 
 
 def test_exported_scaled_model_with_test_time_views_matches_predict_proba_in_a_fresh_process(monkeypatch,

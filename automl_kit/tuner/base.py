@@ -201,6 +201,11 @@ class SearchStrategy(abc.ABC):
         """Epochs for the final model: by default the best trial's best epoch count."""
         return best.best_epoch
 
+    def sized_to_the_budget(self):
+        """Whether the search chose its one candidate's width for the whole time budget, trial and final training
+        together, so that the final stage does not narrow it again (by default it did not)."""
+        return False
+
     def within_size(self, architecture, data):
         """Whether `architecture`'s model for `data` has at most `max_model_size` parameters (always, without a bound)."""
         return self.max_model_size is None or data.count_params(architecture) <= self.max_model_size

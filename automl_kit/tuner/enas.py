@@ -348,6 +348,7 @@ class SharedWeightSearch(SearchStrategy):
                     # together are short of MIN_EPOCHS: otherwise the final stage narrows it after the
                     # trial, from scratch, and the trial's epochs are lost (the Fashion-MNIST split at 7
                     # minutes on a slow day: 2 epochs of the prior, then x0.5 wide for 15 from scratch).
+                    # The width chosen here holds for the final training too (`sized_to_the_budget`).
                     if "narrowed" not in state:  # decided once: a resumed search keeps it
                         epochs = plan.trial_then_final_epochs(budget.end - time.monotonic(), data.growth)
                         state = self._narrow_one_candidate(state, data, epochs, progress)
@@ -433,6 +434,9 @@ class SharedWeightSearch(SearchStrategy):
                 trial.shared_score = candidate["shared_score"]
                 self.record(trial, trials, progress, bar)
         return trials
+
+    def sized_to_the_budget(self):
+        return "narrowed" in self.project.state.get("shared_weights", {})
 
     def _narrow_one_candidate(self, state, data, predicted, progress):
         """The state with its one candidate narrowed where it would train `predicted` epochs, fewer than
