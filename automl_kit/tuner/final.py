@@ -94,9 +94,10 @@ def scale(best, data, deadline, max_model_size, progress, trial_epochs=0.0, narr
     the ratio of their step costs, and its setup the trial's times its
     depth (the trace grows with the layers). Where the found size itself
     falls short of `MIN_EPOCHS`, counting the `trial_epochs` (over all the
-    data) that it goes on from, it is narrowed instead (`NARROWINGS`), unless
-    not to `narrow`: a one candidate whose width the search chose for the
-    whole budget, trial and final training together, goes on from its trial.
+    data) that it goes on from, it is narrowed instead (`NARROWINGS`) where
+    `narrow` allows it; `narrow=False` is for a one candidate whose width the
+    search chose for the whole budget, trial and final training together: it
+    goes on from its trial.
     """
     base = best.architecture
     record = {"width": 1.0, "depth": 1, "estimated": []}

@@ -33,8 +33,8 @@ on from its weights on all the data (where that leaves the final training
 less than its setup and `FINAL_EPOCHS_AFTER_TRIAL` epochs, the prior trains
 toward the limit as the final model instead). On either path the one
 candidate is narrowed first where its time, trial and final training
-together, buys fewer than `MIN_EPOCHS` epochs (`final.narrowed`). Within the search, the
-supernet ends early enough to leave the confirmation room for two
+together, buys fewer than `MIN_EPOCHS` epochs (`final.narrowed`). Within the
+search, the supernet ends early enough to leave the confirmation room for two
 first-rung trials, its pick and the prior (`Plan.supernet_share`), so that a
 pick is never returned untried against the hand-designed child for want of
 seconds.
