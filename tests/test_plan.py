@@ -198,6 +198,8 @@ def test_a_short_trial_then_final_training_of_the_one_candidate_trains_it_narrow
     # final stage, from scratch), the trial's epochs were lost.
     from automl_kit.blocks.architecture import architecture_from_dict
     from automl_kit.tuner.final import MIN_EPOCHS, NARROWINGS
+    from automl_kit.tuner.halving import rung_epochs
+    from automl_kit.tuner.plan import least_rung_epochs
     from automl_kit.tuner.progress import Progress
     from automl_kit.tuner.project import Project
 
@@ -205,7 +207,7 @@ def test_a_short_trial_then_final_training_of_the_one_candidate_trains_it_narrow
         pass
 
     def train_trial(trial_id, architecture, data, **settings):
-        raise Trained(architecture, settings["deadline"])
+        raise Trained(architecture, settings["deadline"], settings["epochs"])
 
     space = MacroSearchSpace((8, 8))
     project = Project(str(tmp_path / "p")).start(fingerprint={"test": 1})
@@ -221,7 +223,7 @@ def test_a_short_trial_then_final_training_of_the_one_candidate_trains_it_narrow
     epochs = alone.trial_then_final_epochs(budget.remaining(), small_search_data.growth)
     with pytest.raises(Trained) as trained:
         search._confirm(state, [], small_search_data, 3, 1000, 32, [], budget, Progress(0))
-    architecture, deadline = trained.value.args
+    architecture, deadline, trial_epochs = trained.value.args
     record = project.state["shared_weights"]["narrowed"]
     assert record["as_found_epochs"] == pytest.approx(epochs, abs=0.2)
     if epochs < MIN_EPOCHS:
@@ -229,7 +231,10 @@ def test_a_short_trial_then_final_training_of_the_one_candidate_trains_it_narrow
         assert record["width"] in NARROWINGS and record["predicted_epochs"] > epochs
     else:
         assert architecture == space.prior() and record["width"] == 1.0
-    # The trial keeps its length: a first rung's least training and fixed cost.
+    # The trial keeps its length: a first rung's least training and fixed cost; and its epochs are capped by the
+    # fit's 1,000, not by the epochs predicted for the narrowing.
     assert deadline - budget.start == pytest.approx(alone.halving_seconds([1]), abs=2.0)
+    assert trial_epochs == rung_epochs(1, search.confirm_epochs(1000), most=1000, least=least_rung_epochs(300, 32))[0]
+    assert trial_epochs > 100
     assert architecture_from_dict(project.state["shared_weights"]["candidates"][0]["architecture"]) == architecture
     assert search.sized_to_the_budget()  # the final stage keeps the width chosen here

@@ -350,8 +350,8 @@ class SharedWeightSearch(SearchStrategy):
                     # minutes on a slow day: 2 epochs of the prior, then x0.5 wide for 15 from scratch).
                     # The width chosen here holds for the final training too (`sized_to_the_budget`).
                     if "narrowed" not in state:  # decided once: a resumed search keeps it
-                        epochs = plan.trial_then_final_epochs(budget.end - time.monotonic(), data.growth)
-                        state = self._narrow_one_candidate(state, data, epochs, progress)
+                        predicted = plan.trial_then_final_epochs(budget.end - time.monotonic(), data.growth)
+                        state = self._narrow_one_candidate(state, data, predicted, progress)
                         candidates = state["candidates"]
                     end = time.monotonic() + trial_seconds
                     progress.line(f"The one candidate trains for about {trial_seconds:.0f} s, then the final "
@@ -366,8 +366,8 @@ class SharedWeightSearch(SearchStrategy):
                                   "any time it leaves goes to the final training.")
                     if plan.measured and "narrowed" not in state:  # decided once: a resumed search keeps it
                         # Its epochs over the training images, after a trial's fixed cost.
-                        epochs = (end - time.monotonic() - plan.trial_setup_seconds) / plan.epoch_seconds
-                        state = self._narrow_one_candidate(state, data, epochs, progress)
+                        predicted = (end - time.monotonic() - plan.trial_setup_seconds) / plan.epoch_seconds
+                        state = self._narrow_one_candidate(state, data, predicted, progress)
                         candidates = state["candidates"]
             elif "rungs" not in state:  # decided once: a resumed search keeps its schedule
                 affordable = self._affordable(count, plan, end - time.monotonic())
