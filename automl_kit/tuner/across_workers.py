@@ -33,9 +33,10 @@ class _Steps:
         self.model = model
         self.recipe = recipe
         self.strategy = model.distribute_strategy
-        self.train = tf.function(self._global(self._train_replica), reduce_retracing=True)
-        self.evaluate = tf.function(self._global(self._evaluate_replica), reduce_retracing=True)
-        self._average = tf.function(lambda: self.strategy.run(self._average_statistics))
+        # Without AutoGraph (see `Supernet`): these steps have no control flow of their own to convert.
+        self.train = tf.function(self._global(self._train_replica), reduce_retracing=True, autograph=False)
+        self.evaluate = tf.function(self._global(self._evaluate_replica), reduce_retracing=True, autograph=False)
+        self._average = tf.function(lambda: self.strategy.run(self._average_statistics), autograph=False)
 
     def average_statistics(self):
         """Sets every replica's moving statistics (batch normalisation) to their mean over the replicas.
