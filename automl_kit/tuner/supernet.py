@@ -75,9 +75,10 @@ class Supernet(keras.Model):
         replicated = self.strategy.num_replicas_in_sync > 1
         # Without AutoGraph: every branch is already a tf.switch_case or tf.cond, so converting the Python
         # that builds them changes nothing in the graph (the same ops, the same losses) and only costs
-        # time. Measured here (2 CPU cores), the first step, its trace included, took 8.9 s instead of
-        # 14.7 s on 8x8 images and 13.4 s instead of 21.0 s on 28x28 (the macro space), 24.9 s instead of
-        # 32.4 s in the micro space on 8x8: seconds that a short budget otherwise spends before training.
+        # time. Side by side on 2 CPU cores (benchmarks/supernet_traces.py), the first step, its trace
+        # included, took 7.3 s instead of 13.4 s on 8x8 images and 12.5 s instead of 19.7 s on 28x28
+        # (the macro space), 24.3 s instead of 34.4 s in the micro space: seconds that a short budget
+        # otherwise spends before the supernet trains.
         if replicated:  # the signature of a replica's shard is not known before it is split
             self._train_step = tf.function(self._distributed(self._train_step_fn, "sum"), reduce_retracing=True,
                                            autograph=False)
