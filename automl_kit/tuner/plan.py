@@ -87,7 +87,9 @@ MIN_RUNG_STEPS = 100
 # one epoch, at chance.
 TRIAL_SETUP_FACTOR = 4.0
 # A supernet share below this is not measured: the supernet's first trace
-# alone took 17 to 22 s on 2 CPU cores (benchmarks/results/supernet_overhead.md),
+# alone took 17 to 22 s on 2 CPU cores (benchmarks/results/supernet_overhead.md;
+# traced without AutoGraph since, 7 to 13 s in the macro space and its controller's
+# traces 4 to 7 s more: benchmarks/results/supernet_traces_2026-12-08_d92c403.md),
 # and measuring the prior costs a build and a trace of its own (9 to 18 s on
 # 28x28 images there), which a budget this small needs for training: at 45 s
 # the measurement and the one trial's own setup left Fashion-MNIST at chance.
