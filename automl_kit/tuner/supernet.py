@@ -78,7 +78,8 @@ class Supernet(keras.Model):
         # time. Side by side on 2 CPU cores (benchmarks/supernet_traces.py), the first step, its trace
         # included, took 7.3 s instead of 13.4 s on 8x8 images and 12.5 s instead of 19.7 s on 28x28
         # (the macro space), 24.3 s instead of 34.4 s in the micro space: seconds that a short budget
-        # otherwise spends before the supernet trains.
+        # otherwise spends before the supernet trains. AutoGraph caches its conversion, so that was the
+        # first supernet of a process (a user's first fit, the CLI's); a later one traced as fast both ways.
         if replicated:  # the signature of a replica's shard is not known before it is split
             self._train_step = tf.function(self._distributed(self._train_step_fn, "sum"), reduce_retracing=True,
                                            autograph=False)
