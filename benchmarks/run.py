@@ -42,6 +42,7 @@ commit.
 """
 
 import argparse
+import contextlib
 import csv
 import datetime
 import itertools
@@ -260,6 +261,19 @@ def over_seeds(rows):
     return [(key, accuracies, seconds) for key, (accuracies, seconds) in groups.items()]
 
 
+@contextlib.contextmanager
+def worktree_of(commit, scratch):
+    """(short hash, folder) of a git worktree of `commit` made under `scratch`, removed on exit: a commit's code
+    to run beside this tree's."""
+    base = subprocess.check_output(["git", "rev-parse", "--short", commit], cwd=ROOT, text=True).strip()
+    tree = os.path.join(scratch, f"base_{base}")
+    subprocess.run(["git", "worktree", "add", "--detach", tree, base], cwd=ROOT, check=True, capture_output=True)
+    try:
+        yield base, tree
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, capture_output=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
@@ -305,13 +319,10 @@ def main(argv=None):
             setup_failure = f"could not create the AutoKeras environment: {error}"
 
     rows = []
-    with tempfile.TemporaryDirectory(prefix="automl_kit_suite_") as scratch:
+    with tempfile.TemporaryDirectory(prefix="automl_kit_suite_") as scratch, contextlib.ExitStack() as stack:
         runs = [(system, system, ROOT) for system in systems]
         if args.base:
-            base = subprocess.check_output(["git", "rev-parse", "--short", args.base], cwd=ROOT, text=True).strip()
-            tree = os.path.join(scratch, f"base_{base}")
-            subprocess.run(["git", "worktree", "add", "--detach", tree, base], cwd=ROOT, check=True,
-                           capture_output=True)
+            base, tree = stack.enter_context(worktree_of(args.base, scratch))
             runs = [run for system in systems for run in [(system, system, ROOT)] + (
                 [(system, f"{system}@{base}", tree)] if system in AUTOML_KIT_SYSTEMS else [])]
         for dataset, minutes in budgets.items():
@@ -331,8 +342,6 @@ def main(argv=None):
                 print("  " + ", ".join(f"{c}={format_cell(c, row.get(c))}" for c in COLUMNS[3:]), flush=True)
                 stamp["versions"] = merged_versions(rows)
                 write_tables(rows, stamp, stem)  # after every run, so an interrupted suite keeps its rows
-        if args.base:
-            subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, capture_output=True)
     print(f"wrote {stem}.md and {stem}.csv")
     return rows
 

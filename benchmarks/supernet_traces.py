@@ -15,6 +15,7 @@ with the median of `--repeats` processes per configuration.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -88,30 +89,22 @@ def main(argv=None):
         print(json.dumps(measure_once(args.one[0], tuple(int(s) for s in args.one[1].split("x")))))
         return None
 
-    from benchmarks.run import machine
+    from benchmarks.run import machine, worktree_of
     from benchmarks.search_at_budget import RESULTS_DIR, git_commit
 
     commit = git_commit()
-    with tempfile.TemporaryDirectory(prefix="automl_kit_traces_") as scratch:
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="automl_kit_traces_") as scratch, contextlib.ExitStack() as stack:
         trees = [(commit, ROOT)]
         if args.base:
-            base = subprocess.check_output(["git", "rev-parse", "--short", args.base], cwd=ROOT, text=True).strip()
-            tree = os.path.join(scratch, f"base_{base}")
-            subprocess.run(["git", "worktree", "add", "--detach", tree, base], cwd=ROOT, check=True,
-                           capture_output=True)
-            trees.append((base, tree))
-        runs = {}
-        try:
-            for _ in range(args.repeats):
-                for space_name, shape in CONFIGURATIONS:
-                    for label, root in trees:
-                        seconds = measure_in_process(root, space_name, shape)
-                        runs.setdefault((space_name, shape, label), []).append(seconds)
-                        print(space_name, "x".join(map(str, shape)), label,
-                              ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()), flush=True)
-        finally:
-            if args.base:
-                subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, capture_output=True)
+            trees.append(stack.enter_context(worktree_of(args.base, scratch)))
+        for _ in range(args.repeats):
+            for space_name, shape in CONFIGURATIONS:
+                for label, root in trees:
+                    seconds = measure_in_process(root, space_name, shape)
+                    runs.setdefault((space_name, shape, label), []).append(seconds)
+                    print(space_name, "x".join(map(str, shape)), label,
+                          ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()), flush=True)
 
     date = datetime.date.today().isoformat()
     lines = [f"# Seconds before a shared-weight search trains, {date}", "",
