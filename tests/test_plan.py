@@ -188,6 +188,10 @@ def test_a_one_candidate_short_of_the_least_epochs_trains_narrowed(small_search_
     architecture, record = one_candidate(26.0)
     assert architecture == space.prior()
     assert record == {"width": 1.0, "as_found_epochs": 26.0, "predicted_epochs": 26.0}
+    # Decided once: a resumed search, its state recording the narrowing, keeps it whatever is predicted now.
+    decided = search._narrow_one_candidate(state, small_search_data, 2.0, Progress(0))
+    resumed = search._narrow_one_candidate(decided, small_search_data, 26.0, Progress(0))
+    assert resumed == decided and resumed["narrowed"]["width"] == 0.5
 
 
 @pytest.mark.parametrize("final_epoch_seconds", [20.0, 0.5])

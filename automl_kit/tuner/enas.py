@@ -349,10 +349,9 @@ class SharedWeightSearch(SearchStrategy):
                     # trial, from scratch, and the trial's epochs are lost (the Fashion-MNIST split at 7
                     # minutes on a slow day: 2 epochs of the prior, then x0.5 wide for 15 from scratch).
                     # The width chosen here holds for the final training too (`sized_to_the_budget`).
-                    if "narrowed" not in state:  # decided once: a resumed search keeps it
-                        predicted = plan.trial_then_final_epochs(budget.end - time.monotonic(), data.growth)
-                        state = self._narrow_one_candidate(state, data, predicted, progress)
-                        candidates = state["candidates"]
+                    predicted = plan.trial_then_final_epochs(budget.end - time.monotonic(), data.growth)
+                    state = self._narrow_one_candidate(state, data, predicted, progress)
+                    candidates = state["candidates"]
                     end = time.monotonic() + trial_seconds
                     progress.line(f"The one candidate trains for about {trial_seconds:.0f} s, then the final "
                                   "training goes on from its weights on training + validation data.")
@@ -364,7 +363,7 @@ class SharedWeightSearch(SearchStrategy):
                     end = budget.end - min(FINAL_SAVE_SHARE * budget.seconds, FINAL_SAVE_SECONDS)
                     progress.line("The one candidate trains with the final recipe toward the time limit, and "
                                   "any time it leaves goes to the final training.")
-                    if plan.measured and "narrowed" not in state:  # decided once: a resumed search keeps it
+                    if plan.measured:
                         # Its epochs over the training images, after a trial's fixed cost.
                         predicted = (end - time.monotonic() - plan.trial_setup_seconds) / plan.epoch_seconds
                         state = self._narrow_one_candidate(state, data, predicted, progress)
@@ -443,8 +442,9 @@ class SharedWeightSearch(SearchStrategy):
         `MIN_EPOCHS` (`final.narrowed`, a narrowing's epochs priced by the ratio of their step costs): the
         final stage's trade, made before the one candidate trains. Full MNIST at 10 minutes, on a day
         this machine ran at a third of its speed, where the one candidate is the final model: the prior
-        trained 2 epochs and scored 0.9957, x0.5 wide 5 and 0.9969 (benchmarks/README.md)."""
-        if not state["candidates"]:
+        trained 2 epochs and scored 0.9957, x0.5 wide 5 and 0.9969 (benchmarks/README.md). Decided once:
+        where the state already records a narrowing (a resumed search), it is returned as it is."""
+        if "narrowed" in state or not state["candidates"]:
             return state
         found = architecture_from_dict(state["candidates"][0]["architecture"])
         if isinstance(found, DenseArchitecture):  # a network for tabular features: nothing to narrow
