@@ -357,3 +357,39 @@ def test_the_final_model_predicts_with_the_views_its_recipe_trained_on():
     assert views == {"flip": False, "shift": 1} and network_of(model) is net
     x = np.random.default_rng(0).random((4, 8, 8)).astype("float32")
     assert not np.allclose(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(net(x)), atol=1e-5)
+
+
+def test_fused_adamw_takes_keras_adamw_steps_and_saves_as_adamw(tmp_path):
+    from automl_kit.tuner.fused_adamw import fused_adamw
+    from automl_kit.tuner.recipe import step_schedule
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 6)).astype("float32"), rng.integers(0, 3, 64)
+
+    def trained(optimizer):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.BatchNormalization(), keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer, "sparse_categorical_crossentropy")
+        for _ in range(4):
+            model.train_on_batch(x, y)
+        return model
+
+    def schedule():  # the weight decay reads the rate as the schedule has it at each step
+        return step_schedule(0.05, 4)
+
+    plain = keras.optimizers.AdamW(learning_rate=schedule(), weight_decay=0.1)
+    plain.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    expected = trained(plain)
+    fused = trained(fused_adamw(schedule(), 0.1, exclude_from_weight_decay=("gamma", "beta", "bias")))
+    for a, b in zip(expected.get_weights(), fused.get_weights()):
+        np.testing.assert_allclose(b, a, atol=1e-6)
+    # Without the exclusions the biases decay: the exclusion was honoured, not ignored.
+    undecayed_bias = fused.layers[0].bias.numpy()
+    decayed = trained(fused_adamw(schedule(), 0.1)).layers[0].bias.numpy()
+    assert np.max(np.abs(decayed - undecayed_bias)) > 1e-4
+    path = str(tmp_path / "compiled.keras")
+    fused.save(path)  # a compiled model's optimizer is saved as plain AdamW, loadable without automl_kit
+    code = f"import keras; m = keras.models.load_model({path!r}); print(type(m.optimizer).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "AdamW", out.stderr[-2000:]
