@@ -4,13 +4,15 @@ Every trial and every final model trains with AdamW (`recipe.py`), and
 each compiles and traces its own train step. Keras writes Adam's update
 as a dozen small ops per variable, and AdamW's weight decay reads the
 learning rate again for every variable (a schedule's rate is itself a
-dozen ops). Tracing those took about half of a training's setup
+dozen ops). Tracing those took a third to a half of a training's setup
 (`benchmarks/optimizer_trace.py`, each search space's prior, 2 CPU
-cores: 2.9 s from `fit` to the end of the first step on 8x8 images with
-Keras's AdamW, 1.5 s with this one; 4.6 against 2.4 s on 28x28, 7.4
-against 4.0 s in the micro space), and the steps after it take the same
-time. A one-trial search traces twice (its trial, its final model); on a
-CPU budget of a minute that is two to four more seconds of training.
+cores, `benchmarks/results/optimizer_trace_2026-12-08_86db805.md`: from
+`fit` to the end of the first step, 3.0 s with Keras's AdamW and 2.0 s
+with this one on 8x8 images, 3.7 against 2.5 s on 28x28, 3.8 against
+2.1 s on 32x32x3, 8.4 against 4.4 s in the micro space), and the steps
+after it take the same time. A one-trial search traces twice (its
+trial, its final model); on a CPU budget of a minute that is two to
+eight more seconds of training.
 
 `ResourceApplyAdam` does Adam's update of one variable in one op, with
 the same formula (bias-corrected step size, epsilon outside the square
