@@ -52,18 +52,23 @@ def fused_adamw(learning_rate, weight_decay, exclude_from_weight_decay=()):
     return optimizer
 
 
+def adam_step(iterations, learning_rate, beta_1, beta_2, epsilon, dtype=tf.float32):
+    """The arguments `ResourceApplyAdam` takes besides the variable, its two slots and the gradient, for the
+    step after `iterations` steps: Keras's Adam's bias correction, as the kernel applies it."""
+    step = tf.cast(iterations + 1, dtype)
+    beta_1, beta_2 = tf.constant(beta_1, dtype), tf.constant(beta_2, dtype)
+    return dict(beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+                lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2, epsilon=tf.constant(epsilon, dtype))
+
+
 def _update_step(self, gradient, variable, learning_rate):
     """Adam's update of `variable` (a tf.Variable, or a replica's component of one) in one kernel."""
     dtype = variable.dtype
     index = self._get_variable_index(variable)
     momentum, velocity = self._momentums[index].value, self._velocities[index].value
-    step = tf.cast(self.iterations.value + 1, dtype)
-    beta_1, beta_2 = tf.constant(self.beta_1, dtype), tf.constant(self.beta_2, dtype)
     tf.raw_ops.ResourceApplyAdam(
-        var=variable.handle, m=momentum.handle, v=velocity.handle,
-        beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
-        beta1=beta_1, beta2=beta_2, epsilon=tf.constant(self.epsilon, dtype),
-        grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
+        var=variable.handle, m=momentum.handle, v=velocity.handle, grad=tf.cast(tf.convert_to_tensor(gradient), dtype),
+        **adam_step(self.iterations.value, learning_rate, self.beta_1, self.beta_2, self.epsilon, dtype))
 
 
 def _apply_weight_decay(self, variables):

@@ -102,6 +102,8 @@ FINAL_LEARNING_RATE = 2e-3
 WARMUP = 0.1  # share of the final training spent warming the learning rate up
 WEIGHT_DECAY = 0.01
 LABEL_SMOOTHING = 0.1
+# Batch normalisation's scales and offsets and the biases: exempt from weight decay.
+NO_WEIGHT_DECAY = ("gamma", "beta", "bias")
 # A flipped validation set must keep this share of the plain accuracy above chance.
 FLIP_AGREEMENT = 0.9
 # The flip test tells only once the model has learned this share of the way from chance to
@@ -387,4 +389,4 @@ def step_schedule(peak, total_steps, warmup=WARMUP):
 def adamw(learning_rate, weight_decay=WEIGHT_DECAY):
     """AdamW, with batch normalisation's parameters and the biases exempt from weight decay (its kernels
     fused: `fused_adamw.py`)."""
-    return fused_adamw(learning_rate, weight_decay, exclude_from_weight_decay=("gamma", "beta", "bias"))
+    return fused_adamw(learning_rate, weight_decay, exclude_from_weight_decay=NO_WEIGHT_DECAY)

@@ -31,6 +31,7 @@ from automl_kit.blocks.builder import body, classifier, preprocess
 from automl_kit.blocks.network import AllChoices, TensorChoices
 from automl_kit.blocks.ops import LayerPool
 from automl_kit.tuner.distribute import from_first_replica, split_batch
+from automl_kit.tuner.fused_adamw import adam_step
 from automl_kit.tuner.training import LEARNING_RATE
 
 
@@ -231,10 +232,7 @@ class FusedAdam:
         reads these tensors instead of holding its own copies, so a branch
         not taken has fewer nodes for the executor to pass over.
         """
-        step = tf.cast(self.iterations + 1, tf.float32)
-        return dict(beta1_power=tf.pow(self.beta_1, step), beta2_power=tf.pow(self.beta_2, step),
-                    lr=tf.constant(self.learning_rate, tf.float32), beta1=tf.constant(self.beta_1, tf.float32),
-                    beta2=tf.constant(self.beta_2, tf.float32), epsilon=tf.constant(self.epsilon, tf.float32))
+        return adam_step(self.iterations, self.learning_rate, self.beta_1, self.beta_2, self.epsilon)
 
     def update(self, variables, gradients, step):
         """One Adam update of `variables` (backing tf.Variables) in `step`, from `next_step()`."""
