@@ -327,26 +327,68 @@ def test_flip_test_scores_plain_and_mirrored_images_in_batches_of_any_size():
     assert flip_test(model, x, np.array([1, 1]), (1, 2, 1)) == (0.5, 0.5, 1.0)
 
 
-def test_a_deadline_stops_early_enough_for_the_validation_pass_after_it(monkeypatch):
-    """Training stops once the time left before the deadline is less than the last validation
-    pass took, so that the pass which ends the cut epoch ends by the deadline too."""
+def test_a_deadline_stops_in_time_for_the_validation_it_can_afford(monkeypatch):
+    """Under a deadline the validation is the Deadline callback's: training stops once the time left
+    would not pay for a pass over LEAST_VALIDATION_IMAGES samples (priced from the training steps before
+    any pass, from the last pass after), and each epoch validates on as many samples as the time left
+    pays for, all of them where they fit, writing the results into the epoch's logs."""
     import types
 
     clock = types.SimpleNamespace(now=100.0)
     monkeypatch.setattr(training.time, "monotonic", lambda: clock.now)
-    deadline = training.Deadline(110.0)
-    deadline.set_model(types.SimpleNamespace(stop_training=False))
+    evaluated = []
+
+    def evaluate(x, y, batch_size, verbose, sample_weight, return_dict):
+        evaluated.append((len(x), len(y), len(sample_weight)))
+        clock.now += 0.001 * len(x)  # a sample costs 1 ms to validate
+        return {"loss": 0.5, "accuracy": 0.75}
+
+    n = 5000
+    data = (np.arange(n), np.zeros(n), np.ones(n))
+    deadline = training.Deadline(140.0, data, batch_size=10)
+    deadline.set_model(types.SimpleNamespace(stop_training=False, evaluate=evaluate))
+    deadline.on_epoch_begin(0)
+    for step in range(5):  # training steps of 0.2 s: a validation step is priced at VALIDATION_STEP_COST of one
+        deadline.on_train_batch_end(step)
+        clock.now += 0.2
+    expected = training.VALIDATION_STEP_COST * 0.2 / 10  # seconds a sample, before any pass
+    assert deadline.sample_seconds() == pytest.approx(expected)
+    logs = {"loss": 1.0}
+    deadline.on_epoch_end(0, logs)  # at 101 s, 5,000 priced at 35 s fit in the 39 s left: all of them
+    assert evaluated[-1] == (n, n, n) and logs == {"loss": 1.0, "val_loss": 0.5, "val_accuracy": 0.75}
+    assert deadline.sample_seconds() == pytest.approx(0.001)  # measured by the pass: 5 s
+    deadline.on_epoch_begin(1)
+    clock.now = 137.0
     deadline.on_train_batch_end(0)
-    assert not deadline.model.stop_training
-    deadline.on_test_begin()
-    clock.now = 103.0  # a validation pass of 3 s
-    deadline.on_test_end()
-    clock.now = 106.0  # 4 s left: one more step
+    clock.now = 137.5  # 2.5 s left: more than the least pass's 1,024 ms
     deadline.on_train_batch_end(1)
     assert not deadline.model.stop_training
-    clock.now = 107.5  # 2.5 s left, under the 3 s a pass takes: stop
-    deadline.on_train_batch_end(2)
+    deadline.on_epoch_end(1, {})  # 2.5 s pay for 2,500 of the 5,000
+    assert evaluated[-1][0] == 2500 and deadline.validated == [n, 2500]
+    deadline.on_epoch_begin(2)
+    clock.now = 139.0  # 1 s left: under the least pass's 1.024 s, so the step that ends now is the last
+    deadline.on_train_batch_end(0)
     assert deadline.model.stop_training and deadline.reached
+    deadline.on_epoch_end(2, {})
+    assert evaluated[-1][0] == training.LEAST_VALIDATION_IMAGES  # never fewer, even past the deadline
+
+
+def test_a_training_under_a_deadline_records_its_validation_as_fit_would(small_digits):
+    """The Deadline's own validation reaches the history, early stopping's choice of epoch and
+    best_epoch as fit's did."""
+    from automl_kit.tuner.recipe import Recipe
+
+    x, y = small_digits
+    x = np.asarray(x, np.float32)
+    spec = InputSpec((8, 8), (8, 8, 1))
+    model = build_model(MacroSearchSpace((8, 8)).prior(), spec, 10, [float(x.mean())], [float(x.var())])
+    history = training.train(model, x[:300], y[:300], epochs=3, batch_size=32, validation_data=(x[300:], y[300:]),
+                             objective="val_accuracy", deadline=time.monotonic() + 600,
+                             recipe=Recipe.for_trial((8, 8, 1)), decay="deadline")
+    assert len(history["val_accuracy"]) == len(history["loss"]) == 3
+    best, epoch = training.best_epoch(history, "val_accuracy")
+    # The model ends with its best epoch's weights, whose validation accuracy is the one recorded.
+    assert model.evaluate(x[300:], y[300:], verbose=0, return_dict=True)["accuracy"] == pytest.approx(best)
 
 
 def test_the_final_model_predicts_with_the_views_its_recipe_trained_on():

@@ -270,7 +270,8 @@ class SearchStrategy(abc.ABC):
         return f"Trial {trial.trial_id}: {result} | {params} | {trial.seconds:.1f} s | {trial.architecture}"
 
     def train_trial(self, trial_id, architecture, data, *, epochs, batch_size, callbacks, deadline,
-                    seed, verbose=0, previous_trials=(), as_final=False, anneal=False, rung=None):
+                    seed, verbose=0, previous_trials=(), as_final=False, anneal=False, rung=None,
+                    validation_images=None):
         """Builds `architecture` from scratch, trains it (with early stopping unless annealed), returns its Trial.
 
         When the device runs out of memory, the trial starts again at half
@@ -286,13 +287,18 @@ class SearchStrategy(abc.ABC):
         that will be the final model itself (`as_final`) trains with the final
         recipe to its deadline and skips the flip test. `rung` is the halving's rung
         the trial trains in, set before its weights are kept or not: the
-        shared-weight searches rank a later rung's trials first.
+        shared-weight searches rank a later rung's trials first. With
+        `validation_images`, it validates on that many of the validation
+        images (the split is shuffled: a random sample of them).
         """
         started = time.monotonic()
         trial = Trial(trial_id=trial_id, architecture=architecture, status=FAILED, started_at=_now(), rung=rung)
         recipe = (Recipe.for_final(data.image_shape, data.mean) if as_final
                   else Recipe.for_trial(data.image_shape, data.mean, annealed=anneal))
         model = None
+        validation_data = data.validation_data
+        if validation_images is not None:
+            validation_data = tuple(a[:validation_images] for a in validation_data)
 
         def train_at(size):
             nonlocal model
@@ -303,7 +309,7 @@ class SearchStrategy(abc.ABC):
             trial.params = int(model.count_params())
             return training.train(
                 model, data.x_train, data.y_train, sample_weight=data.w_train,
-                validation_data=data.validation_data, objective=self.objective,
+                validation_data=validation_data, objective=self.objective,
                 epochs=epochs, batch_size=size, callbacks=training.for_run(callbacks, f"trial_{trial_id}"),
                 deadline=deadline, verbose=2 if verbose >= 2 else 0, started=started, jit_compile=data.jit_compile,
                 recipe=recipe, decay="deadline" if as_final or anneal else None,
