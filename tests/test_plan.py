@@ -126,7 +126,12 @@ def test_a_supernet_share_under_its_traces_is_not_measured(monkeypatch):
     assert Plan.from_dict(json.loads(json.dumps(small.to_dict()))) == small
 
 
-def test_a_budget_too_small_for_a_supernet_trains_the_prior_from_scratch(small_digits, tmp_path, capsys):
+def test_a_budget_too_small_for_a_supernet_trains_the_prior_from_scratch(small_digits, tmp_path, capsys,
+                                                                        monkeypatch):
+    from automl_kit.tuner import enas
+
+    # The one candidate's score chooses nothing: it validates on a sample of the validation images.
+    monkeypatch.setattr(enas, "ONE_CANDIDATE_VALIDATION_IMAGES", 40)
     x, y = small_digits
     clf = ImageClassifier(max_trials=3, search_space="macro", seed=0, time_limit=25, directory=str(tmp_path))
     clf.fit(x, y, verbose=1)
@@ -137,6 +142,7 @@ def test_a_budget_too_small_for_a_supernet_trains_the_prior_from_scratch(small_d
     assert state["candidates"][0]["architecture"] == MacroSearchSpace((8, 8)).prior().to_dict()
     assert clf.trials_[0].architecture == MacroSearchSpace((8, 8)).prior()
     assert clf.trials_[0].shared_score is None
+    assert set(clf.trials_[0].history["validation_samples"]) == {40}  # of the 80 held out
     assert not (tmp_path / "image_classifier" / "supernet").exists()
     assert clf.score(x, y) > 0.5  # well above chance (0.1) even at 25 s, with other tests on the same cores
 

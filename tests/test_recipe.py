@@ -338,9 +338,10 @@ def test_a_deadline_stops_in_time_for_the_validation_it_can_afford(monkeypatch):
     monkeypatch.setattr(training.time, "monotonic", lambda: clock.now)
     evaluated = []
 
-    def evaluate(x, y, batch_size, verbose, sample_weight, return_dict):
-        evaluated.append((len(x), len(y), len(sample_weight)))
-        clock.now += 0.001 * len(x)  # a sample costs 1 ms to validate
+    def evaluate(batches, verbose, return_dict):
+        sizes = np.sum([[len(part) for part in batch] for batch in batches], axis=0)  # images, labels, weights
+        evaluated.append(tuple(int(size) for size in sizes))
+        clock.now += 0.001 * sizes[0]  # a sample costs 1 ms to validate
         return {"loss": 0.5, "accuracy": 0.75}
 
     n = 5000
@@ -386,6 +387,7 @@ def test_a_training_under_a_deadline_records_its_validation_as_fit_would(small_d
                              objective="val_accuracy", deadline=time.monotonic() + 600,
                              recipe=Recipe.for_trial((8, 8, 1)), decay="deadline")
     assert len(history["val_accuracy"]) == len(history["loss"]) == 3
+    assert history["validation_samples"] == [100, 100, 100]  # all of them: the deadline is far
     best, epoch = training.best_epoch(history, "val_accuracy")
     # The model ends with its best epoch's weights, whose validation accuracy is the one recorded.
     assert model.evaluate(x[300:], y[300:], verbose=0, return_dict=True)["accuracy"] == pytest.approx(best)

@@ -40,8 +40,9 @@ class TrainingFailed(RuntimeError):
 
 # Until a validation pass has run, each of its steps (a forward pass at the training's batch size,
 # without augmentation or update) is priced at this share of a training step. Measured here (2 CPU
-# cores, the prior, batch 32, `benchmarks/validation_cost.py`): 0.25 on CIFAR-10, 0.30 on 28x28 images, 0.50 on 8x8 digits, where a
-# step's fixed overhead is most of it; the first pass also traces the test step (0.3 to 1.4 s more).
+# cores, the prior, batch 32, `benchmarks/validation_cost.py`): 0.25 on CIFAR-10, 0.30 on 28x28
+# images, 0.50 on 8x8 digits, where a step's fixed overhead is most of it; the first pass also
+# traces the test step (0.3 to 1.4 s more).
 VALIDATION_STEP_COST = 0.35
 # The fewest validation images a pass under a deadline evaluates (all of them, where there are fewer):
 # an accuracy near 0.9 to about +-0.01. Training stops in time for a pass of this many.
@@ -111,9 +112,11 @@ class Deadline(keras.callbacks.Callback):
             # Whole batches: a last batch of a new size each epoch would be traced (or compiled) anew.
             count = max(self._least(), int(left / cost) // self.batch_size * self.batch_size)
         started = time.monotonic()
-        results = self.model.evaluate(x[:count], y[:count], batch_size=self.batch_size, verbose=0,
-                                      sample_weight=None if sample_weight is None else sample_weight[:count],
-                                      return_dict=True)
+        arrays = (x[:count], y[:count]) if sample_weight is None else (x[:count], y[:count], sample_weight[:count])
+        # Batched here, not prefetched: `evaluate` on arrays prefetches, and inside `fit` that iterator's
+        # thread, freed by a later garbage collection, held it 17 s (in 2 fits of 3 on CIFAR-10 at 30 s).
+        batches = tf.data.Dataset.from_tensor_slices(arrays).batch(self.batch_size)
+        results = self.model.evaluate(batches, verbose=0, return_dict=True)
         self._sample_seconds = (time.monotonic() - started) / count
         self.validated.append(count)
         if logs is not None:
@@ -344,8 +347,10 @@ def _fit(model, x, y, repeats, steps_per_epoch, *, epochs, batch_size, sample_we
         if validation_data is not None:
             validation_data = (np.arange(len(validation_rows)), *validation_data[1:])
     x, y, sample_weight = _repeated(repeats, x, y, sample_weight)
+    timed = None
     if deadline is not None:  # first: the callbacks after it read the validation it writes into the logs
-        all_callbacks.insert(0, Deadline(deadline, validation_data, batch_size))
+        timed = Deadline(deadline, validation_data, batch_size)
+        all_callbacks.insert(0, timed)
         validation_data = None
     with contextlib.ExitStack() as stack:
         stack.enter_context(recipes.training_with(model, recipe))  # augments the gathered images
@@ -358,4 +363,6 @@ def _fit(model, x, y, repeats, steps_per_epoch, *, epochs, batch_size, sample_we
     history = dict(history)
     history["epoch_seconds"] = [float(v) for v in timer.seconds]
     history["setup_seconds"] = [float(timer.first_step_end - started)]
+    if timed is not None and timed.validated:
+        history["validation_samples"] = timed.validated
     return history
