@@ -377,8 +377,6 @@ def test_a_deadline_stops_in_time_for_the_validation_it_can_afford(monkeypatch):
 def test_a_training_under_a_deadline_records_its_validation_as_fit_would(small_digits):
     """The Deadline's own validation reaches the history, early stopping's choice of epoch and
     best_epoch as fit's did."""
-    from automl_kit.tuner.recipe import Recipe
-
     x, y = small_digits
     x = np.asarray(x, np.float32)
     spec = InputSpec((8, 8), (8, 8, 1))
